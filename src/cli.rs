@@ -1,0 +1,291 @@
+//! Flag parsing for the `hotconf` binary. Only parses and dispatches: every
+//! subcommand's work lives in library modules that are tested without a
+//! terminal. Every `run` flag also reads `HOTCONF_<FLAG>`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::{self, ClientOptions};
+use crate::daemon::{self, LogFormat, Settings};
+use crate::pipeline::{self, Limits};
+
+/// hotconf — hot-reloadable configuration daemon.
+#[derive(Debug, Parser)]
+#[command(name = "hotconf", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd style).
+    Run(RunArgs),
+    /// Validate documents without a daemon (like `nginx -t`).
+    Check(CheckArgs),
+    /// Show the running daemon's status; exit 1 unless every document is ok.
+    Status {
+        /// Print the raw API answer.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a served document, or part of it, as JSON.
+    Get {
+        /// `NAME` or `NAME/json/pointer`.
+        what: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask the daemon for an explicit reload and wait for its result.
+    Reload {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print one JSON line per new generation until interrupted.
+    Watch {
+        /// Only generations that change this document.
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Where the documents and schemas are (shared by `run` and `check`).
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Directory of NAME.toml documents.
+    #[arg(long, env = "HOTCONF_CONFIG_DIR", default_value = "./configs")]
+    pub config_dir: PathBuf,
+    /// Directory of NAME.schema.json schemas.
+    #[arg(long, env = "HOTCONF_SCHEMA_DIR", default_value = "./schemas")]
+    pub schema_dir: PathBuf,
+    /// Larger files are rejected without being read (e.g. 4MiB, 512KiB, 1000).
+    #[arg(long, env = "HOTCONF_MAX_FILE_SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// Flags of `hotconf run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// Control socket path (default: see README).
+    #[arg(long, env = "HOTCONF_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Quiet time after a bare modification before it is read.
+    #[arg(long, env = "HOTCONF_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Period of the checksum poll; 0 disables it.
+    #[arg(long, env = "HOTCONF_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// One rejected document rejects the whole reload.
+    #[arg(long, env = "HOTCONF_ALL_OR_NOTHING")]
+    pub all_or_nothing: bool,
+    /// Mode of the control socket, octal.
+    #[arg(long, env = "HOTCONF_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+    /// Group owning the control socket (name or gid).
+    #[arg(long, env = "HOTCONF_SOCKET_GROUP")]
+    pub socket_group: Option<String>,
+    /// Also serve /metrics (only) over TCP at ADDR:PORT.
+    #[arg(long, env = "HOTCONF_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "HOTCONF_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+    /// Log level or tracing filter directive.
+    #[arg(long, env = "HOTCONF_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Persist the last good snapshot here.
+    #[arg(long, env = "HOTCONF_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--format` values of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Compiler-style lines.
+    Text,
+    /// A JSON array of problems on stdout.
+    Json,
+}
+
+/// Flags of `hotconf check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Only these files (default: every document of the config directory).
+    pub files: Vec<PathBuf>,
+}
+
+/// Flags shared by client subcommands.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Control socket path (default: see README).
+    #[arg(long, env = "HOTCONF_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn options(&self) -> ClientOptions {
+        ClientOptions {
+            socket: self.socket.clone(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The daemon settings these flags describe.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            config_dir: self.dirs.config_dir.clone(),
+            schema_dir: self.dirs.schema_dir.clone(),
+            socket: self.socket.clone(),
+            debounce: self.debounce,
+            max_file_size: self.dirs.max_file_size,
+            poll_interval: self.poll_interval,
+            all_or_nothing: self.all_or_nothing,
+            socket_mode: self.socket_mode,
+            socket_group: self.socket_group.clone(),
+            metrics_listen: self.metrics_listen,
+            log_format: match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            log_level: self.log_level.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+}
+
+/// Parses a duration with units (`100ms`, `30s`, `1m`); a bare `0` is zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use units: 100ms, 30s, 1m)"))
+}
+
+/// Parses an octal file mode (`0660` or `660`), at most `0777`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim().trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 {
+        return Err(format!("{s:?} is larger than 0777"));
+    }
+    Ok(mode)
+}
+
+/// Parses a byte size: a number with an optional unit (`B`, `KiB`, `MiB`,
+/// `GiB`, or `K`, `M`, `G` meaning the same binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses the process arguments and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => daemon::run(args.settings()),
+        Command::Check(args) => check(&args),
+        Command::Status { json, client } => client::status(&client.options(), json),
+        Command::Get { what, client } => client::get(&client.options(), &what),
+        Command::Reload { client } => client::reload(&client.options()),
+        Command::Watch { name, client } => client::watch(&client.options(), name.as_deref()),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn check(args: &CheckArgs) -> i32 {
+    let limits = Limits {
+        max_file_size: args.dirs.max_file_size,
+    };
+    let rejections = pipeline::check(
+        &args.dirs.config_dir,
+        &args.dirs.schema_dir,
+        &args.files,
+        limits,
+    );
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = match args.format {
+        OutputFormat::Json => {
+            let flat: Vec<_> = rejections.iter().flat_map(|r| r.flat()).collect();
+            serde_json::to_writer_pretty(&mut out, &flat)
+                .map_err(std::io::Error::from)
+                .and_then(|_| writeln!(out))
+        }
+        OutputFormat::Text => rejections
+            .iter()
+            .flat_map(|r| r.lines())
+            .try_for_each(|line| writeln!(out, "{line}")),
+    };
+    if written.is_err() {
+        return 1;
+    }
+    if rejections.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_sizes_modes() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("100").is_err());
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("7777").is_err());
+    }
+}
