@@ -1,0 +1,16 @@
+//! Keeps the shared test support compiling and honest.
+
+mod common;
+
+#[test]
+fn check_runs_on_an_empty_env() {
+    let env = common::Env::new();
+    let out = std::process::Command::new(common::bin())
+        .args(["check", "--config-dir"])
+        .arg(&env.configs)
+        .arg("--schema-dir")
+        .arg(&env.schemas)
+        .output()
+        .expect("run check");
+    assert_eq!(out.status.code(), Some(0), "empty config dir is valid");
+}
