@@ -17,6 +17,7 @@
 //! - [`document`], [`schema`], [`pipeline`]: pure bytes → verdict.
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the one writer of the store.
+//! - [`watch`]: file-system events → "look again" signals for the reloader.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
@@ -34,6 +35,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod watch;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use snapshot::{ServedDocument, Snapshot};

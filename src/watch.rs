@@ -1,0 +1,860 @@
+//! File watching: turns raw inotify events (through `notify`, without its
+//! debouncers) into "look again" signals for the reloader, at once when
+//! content is final and after `--debounce` of quiet when it may not be.
+//!
+//! What it does:
+//!
+//! - Watches the config and schema **directories** (never files, so editor
+//!   rename-saves, `sed -i`, delete/recreate and ConfigMap `..data` swaps
+//!   never lose the watch).
+//! - Keeps a small state machine per path. A rename into place, the creation
+//!   of a symlink (or of a directory), a writer closing the file
+//!   (`IN_CLOSE_WRITE`) mean the content is complete: the reloader is
+//!   signalled immediately, from the event itself, with no timer on that
+//!   path. A bare modification (or the creation of a regular file) without a
+//!   close marks the path *unsettled* in the shared [`Unsettled`] set
+//!   (implicit reloads skip it) and waits for `debounce` of quiet, trailing
+//!   edge; then the path settles and the reloader is signalled.
+//! - Events are hints, never truth: a signal says "look again"; the reloader
+//!   re-reads and compares hashes. Events on entries that cannot change what
+//!   is served by themselves (editor droppings such as `app.toml~`, `4913`,
+//!   `.app.toml.swp`, writers' temp files, removals) are still reasons to look
+//!   again, but they are folded into one deferred signal `debounce` later,
+//!   so a reload never runs in the middle of an editor's save dance (vim
+//!   renames the original away before it writes the new file).
+//! - A queue overflow (`need_rescan`) or a watcher error asks for a full
+//!   rescan. A watched directory that is deleted, renamed away or replaced
+//!   is re-watched as soon as it reappears (its parent is watched while it
+//!   is gone, with a retry timer as a safety net), then a rescan is asked.
+//! - When inotify cannot be used (no instance, watch limit reached) the
+//!   watcher says so through [`WatchHealth`], logs `watch_degraded` at WARN,
+//!   keeps retrying, and the daemon keeps running on the poll.
+//!
+//! What it deliberately does not do: read files, decide what a document is,
+//! or touch the store. It never blocks the reloader; the reloader never
+//! waits for it.
+//!
+//! Threads: `notify` runs its own inotify thread, which forwards events over
+//! a channel to one `hotconf-watch` thread that owns all state (so watches
+//! can be re-added, which `notify` forbids from inside its event handler).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::reload::Unsettled;
+
+/// How often a lost directory or a failed inotify setup is retried when no
+/// event says it can be retried now.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the watcher tells its sink. Both mean "re-read and compare"; they
+/// differ only in why, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchSignal {
+    /// An event says something may have changed.
+    Changed,
+    /// Events may have been lost (queue overflow, watcher error, a watch
+    /// (re-)established, watching degraded or restored): look at everything.
+    Rescan,
+}
+
+/// Whether file watching works; shared between the watcher (the only
+/// writer) and whoever reports status.
+///
+/// Contract with the reloader (the only writer of `Status`): on every
+/// trigger it processes, the reloader copies [`WatchHealth::degraded`] into
+/// `Status.watch_degraded` (a status-only write when nothing else changed:
+/// no generation, no counters). The watcher sends a [`WatchSignal::Rescan`]
+/// whenever the health changes, so the status follows within one reload.
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    /// Why watching is degraded; `None` when every directory is watched.
+    reason: Mutex<Option<String>>,
+}
+
+impl WatchHealth {
+    /// A healthy state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Why watching is degraded (the daemon relies on the poll), or `None`.
+    pub fn degraded(&self) -> Option<String> {
+        self.reason.lock().map(|r| r.clone()).unwrap_or(None)
+    }
+
+    /// Sets the reason; returns whether it changed.
+    fn set(&self, reason: Option<String>) -> bool {
+        match self.reason.lock() {
+            Ok(mut r) if *r != reason => {
+                *r = reason;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Running file watcher. Dropping it stops the watching thread and removes
+/// every inotify watch.
+#[derive(Debug)]
+pub struct Watcher {
+    /// Wakes the watching thread (events and stop share one queue).
+    tx: Sender<Msg>,
+    /// Joined on drop so no signal is sent after the watcher is gone.
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the watching thread receives.
+enum Msg {
+    /// A raw event (or error) from `notify`'s thread.
+    Event(notify::Result<notify::Event>),
+    /// Shut down.
+    Stop,
+}
+
+impl Watcher {
+    /// Starts watching `dirs` (non-recursively) on a new thread; `sink` is
+    /// called on that thread, must be quick, and must not block (in the
+    /// daemon it calls `ReloadHandle::request(Trigger::Watch)`).
+    ///
+    /// Never fails because of inotify: if watching cannot be set up, that is
+    /// reported through `health` and retried. Fails only if the thread
+    /// cannot be spawned.
+    pub fn start(
+        dirs: &[PathBuf],
+        debounce: Duration,
+        unsettled: Arc<Unsettled>,
+        health: Arc<WatchHealth>,
+        sink: impl Fn(WatchSignal) + Send + 'static,
+    ) -> std::io::Result<Watcher> {
+        let (tx, rx) = mpsc::channel();
+        let mut engine = Engine::new(
+            dirs,
+            debounce,
+            unsettled,
+            health,
+            Box::new(sink),
+            tx.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("hotconf-watch".into())
+            .spawn(move || engine.run(rx))?;
+        Ok(Watcher {
+            tx,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What an event on a directory entry means for that entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Reader activity (open, close without write): not a change. Ignoring
+    /// it matters: the reloader's own reads would otherwise trigger reloads.
+    Ignore,
+    /// The entry is being written and nobody said it is complete.
+    Unsettle,
+    /// The entry's content is complete now.
+    Final,
+    /// The entry is gone (removed, renamed away).
+    Gone,
+    /// Something else changed (metadata, an unknown kind).
+    Hint,
+}
+
+/// Classifies an event kind on a directory entry. `lstat` tells, for a
+/// creation, what was created (`None`: it is already gone).
+fn classify(kind: &EventKind, lstat: impl FnOnce() -> Option<std::fs::FileType>) -> Action {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Action::Final,
+        EventKind::Access(_) => Action::Ignore,
+        EventKind::Create(CreateKind::Folder) => Action::Final,
+        EventKind::Create(_) => match lstat() {
+            // A symlink (or hard-to-classify entry) is complete the moment
+            // it exists; a new regular file is about to be written.
+            Some(t) if t.is_file() => Action::Unsettle,
+            Some(_) => Action::Final,
+            None => Action::Gone,
+        },
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {
+            Action::Unsettle
+        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Action::Final,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Action::Gone,
+        // `notify` also reports both halves separately (From, To).
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => Action::Ignore,
+        EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_)) => Action::Hint,
+        EventKind::Remove(_) => Action::Gone,
+        EventKind::Any | EventKind::Other => Action::Hint,
+    }
+}
+
+/// Whether an entry can change what is served by itself: a TOML or JSON
+/// file that is not hidden, or a symlink or directory (ConfigMap `..data`
+/// and its timestamped directories, through which documents resolve).
+/// Everything else (editor droppings, temp files) is looked at later.
+fn is_relevant(name: &OsStr, path: &Path) -> bool {
+    let name = name.to_string_lossy();
+    if !name.starts_with('.') && (name.ends_with(".toml") || name.ends_with(".json")) {
+        return true;
+    }
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_symlink() || m.is_dir())
+        .unwrap_or(false)
+}
+
+/// State of one watched directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DirState {
+    /// inotify watches it.
+    Watching,
+    /// It does not exist (or is not a directory): waiting for it.
+    Missing,
+    /// It exists but cannot be watched (limits, errors): why.
+    Failed(String),
+}
+
+/// One configured directory.
+#[derive(Debug)]
+struct Dir {
+    /// As configured: unsettled paths are `given.join(name)`, the paths the
+    /// reloader reads.
+    given: PathBuf,
+    /// Absolute form: what `notify` reports event paths under.
+    abs: PathBuf,
+    /// Watched or not, and why not.
+    state: DirState,
+    /// The configured path is a symlink: its parent is watched too, so a
+    /// swap of the link itself is seen.
+    link: bool,
+}
+
+/// The watching thread's state.
+struct Engine {
+    /// The configured directories (deduplicated by absolute path).
+    dirs: Vec<Dir>,
+    /// Quiet time before a bare modification is considered complete.
+    debounce: Duration,
+    /// Paths a writer is still producing, shared with the reloader.
+    unsettled: Arc<Unsettled>,
+    /// Degradation reason, shared with the status.
+    health: Arc<WatchHealth>,
+    /// Where signals go.
+    sink: Box<dyn Fn(WatchSignal) + Send>,
+    /// Given to `notify`'s handler to forward events to this thread.
+    tx: Sender<Msg>,
+    /// The inotify watcher; `None` when it cannot be created.
+    notify: Option<RecommendedWatcher>,
+    /// Why the inotify watcher cannot be created.
+    notify_error: Option<String>,
+    /// Parents watched while a directory is missing, to see it come back.
+    parents: HashSet<PathBuf>,
+    /// Unsettled entries and when they settle (`None`: never by time).
+    pending: HashMap<PathBuf, Option<Instant>>,
+    /// When to send the deferred "look again" (droppings, removals).
+    deferred: Option<Instant>,
+    /// When to retry what failed (inotify setup, lost directories).
+    retry_at: Option<Instant>,
+    /// The signal to send after the current batch of events.
+    outgoing: Option<WatchSignal>,
+}
+
+impl Engine {
+    fn new(
+        dirs: &[PathBuf],
+        debounce: Duration,
+        unsettled: Arc<Unsettled>,
+        health: Arc<WatchHealth>,
+        sink: Box<dyn Fn(WatchSignal) + Send>,
+        tx: Sender<Msg>,
+    ) -> Engine {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let mut out: Vec<Dir> = Vec::new();
+        for d in dirs {
+            let abs = if d.is_absolute() {
+                d.clone()
+            } else {
+                cwd.join(d)
+            };
+            if out.iter().all(|x| x.abs != abs) {
+                out.push(Dir {
+                    given: d.clone(),
+                    abs,
+                    state: DirState::Missing,
+                    link: false,
+                });
+            }
+        }
+        Engine {
+            dirs: out,
+            debounce,
+            unsettled,
+            health,
+            sink,
+            tx,
+            notify: None,
+            notify_error: None,
+            parents: HashSet::new(),
+            pending: HashMap::new(),
+            deferred: None,
+            retry_at: None,
+            outgoing: None,
+        }
+    }
+
+    /// The thread's main loop: events and timers until told to stop.
+    fn run(&mut self, rx: Receiver<Msg>) {
+        self.setup();
+        // Whatever happened before the watches existed is unknown.
+        self.want(WatchSignal::Rescan);
+        self.flush();
+        loop {
+            let msg = match self.next_deadline() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
+                },
+            };
+            // Take every event already queued before deciding anything: a
+            // save is several events, and the unsettling ones must be seen
+            // before a signal lets the reloader read.
+            let mut next = msg;
+            while let Some(m) = next {
+                match m {
+                    Msg::Stop => return,
+                    Msg::Event(ev) => self.on_event(ev),
+                }
+                next = rx.try_recv().ok();
+            }
+            self.on_timers(Instant::now());
+            self.flush();
+        }
+    }
+
+    /// Records that a signal should be sent after this batch (a rescan
+    /// supersedes a change).
+    fn want(&mut self, s: WatchSignal) {
+        self.outgoing = match (self.outgoing, s) {
+            (Some(WatchSignal::Rescan), _) | (_, WatchSignal::Rescan) => Some(WatchSignal::Rescan),
+            _ => Some(WatchSignal::Changed),
+        };
+    }
+
+    /// Sends the batch's signal, if any.
+    fn flush(&mut self) {
+        if let Some(s) = self.outgoing.take() {
+            tracing::trace!(signal = ?s, "watch signal");
+            (self.sink)(s);
+        }
+    }
+
+    /// Asks for a "look again" `debounce` from now unless one is already
+    /// due earlier (leading edge: a steady stream of droppings cannot
+    /// postpone it forever).
+    fn defer(&mut self, now: Instant) {
+        if self.deferred.is_none() {
+            self.deferred = Some(now.checked_add(self.debounce).unwrap_or(now));
+        }
+    }
+
+    /// The earliest timer, if any.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .flatten()
+            .copied()
+            .chain(self.deferred)
+            .chain(self.retry_at)
+            .min()
+    }
+
+    // ---- setup and (re-)watching ------------------------------------------
+
+    /// Creates the inotify watcher if needed and watches what is not
+    /// watched yet. Called at start and on retries.
+    fn setup(&mut self) {
+        if self.notify.is_none() {
+            let tx = self.tx.clone();
+            let handler = move |res: notify::Result<notify::Event>| {
+                // Reads (the reloader's own included) are not changes; drop
+                // them here, before they cost a wake-up.
+                if let Ok(ev) = &res {
+                    if matches!(ev.kind, EventKind::Access(_))
+                        && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(Msg::Event(res));
+            };
+            match RecommendedWatcher::new(handler, notify::Config::default()) {
+                Ok(w) => {
+                    self.notify = Some(w);
+                    self.notify_error = None;
+                }
+                Err(e) => {
+                    self.notify_error = Some(format!("cannot create an inotify instance: {e}"))
+                }
+            }
+        }
+        for i in 0..self.dirs.len() {
+            if self.dirs.get(i).map(|d| d.state != DirState::Watching) == Some(true) {
+                self.try_watch(i);
+            }
+        }
+        self.reconcile_parents();
+        self.update_health();
+        self.schedule_retry();
+    }
+
+    /// Tries to watch directory `i`; updates its state. Returns whether it
+    /// is watched now.
+    fn try_watch(&mut self, i: usize) -> bool {
+        let Some(dir) = self.dirs.get(i) else {
+            return false;
+        };
+        let abs = dir.abs.clone();
+        let was = dir.state.clone();
+        let link = std::fs::symlink_metadata(&abs)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
+        let state = if !abs.is_dir() {
+            DirState::Missing
+        } else if let Some(w) = self.notify.as_mut() {
+            // A stale watch (the directory was renamed away or replaced)
+            // would keep reporting the old directory under this path.
+            let _ = w.unwatch(&abs);
+            match w.watch(&abs, RecursiveMode::NonRecursive) {
+                Ok(()) => DirState::Watching,
+                Err(e) => match e.kind {
+                    notify::ErrorKind::PathNotFound => DirState::Missing,
+                    notify::ErrorKind::MaxFilesWatch => DirState::Failed(format!(
+                        "cannot watch {}: inotify watch limit reached (fs.inotify.max_user_watches)",
+                        abs.display()
+                    )),
+                    _ => DirState::Failed(format!("cannot watch {}: {e}", abs.display())),
+                },
+            }
+        } else {
+            DirState::Failed(format!(
+                "cannot watch {}: no inotify instance",
+                abs.display()
+            ))
+        };
+        let watching = state == DirState::Watching;
+        if watching && was != DirState::Watching {
+            tracing::info!(event = "watch_started", dir = %abs.display(), "watching directory");
+            // Whatever happened while it was not watched is unknown.
+            self.want(WatchSignal::Rescan);
+        }
+        if state == DirState::Missing && was == DirState::Watching {
+            tracing::warn!(
+                event = "watch_dir_missing",
+                dir = %abs.display(),
+                "watched directory is gone; watching for it to come back"
+            );
+        }
+        if let Some(d) = self.dirs.get_mut(i) {
+            d.state = state;
+            d.link = link;
+        }
+        watching
+    }
+
+    /// Directory `i` was deleted, renamed away or replaced: drop its watch
+    /// and its pending entries, then re-watch whatever is at its path now.
+    fn dir_lost(&mut self, i: usize, now: Instant) {
+        let Some(dir) = self.dirs.get_mut(i) else {
+            return;
+        };
+        if dir.state == DirState::Watching {
+            tracing::debug!(dir = %dir.abs.display(), "watched directory lost");
+        }
+        dir.state = DirState::Missing;
+        let abs = dir.abs.clone();
+        let given = dir.given.clone();
+        if let Some(w) = self.notify.as_mut() {
+            let _ = w.unwatch(&abs);
+        }
+        let gone: Vec<PathBuf> = self
+            .pending
+            .keys()
+            .filter(|p| p.parent() == Some(given.as_path()))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.settle(&p);
+        }
+        // Look again (everything in it is gone) once things calm down.
+        self.defer(now);
+        self.dir_maybe_back(i);
+        if self.dirs.get(i).map(|d| d.state == DirState::Missing) == Some(true) {
+            tracing::warn!(
+                event = "watch_dir_missing",
+                dir = %abs.display(),
+                "watched directory is gone; watching for it to come back"
+            );
+        }
+    }
+
+    /// Something appeared at directory `i`'s path (or may have): watch it.
+    fn dir_maybe_back(&mut self, i: usize) {
+        if !self.try_watch(i) {
+            self.reconcile_parents();
+            // It may have come back before the parent watch existed.
+            self.try_watch(i);
+        }
+        self.reconcile_parents();
+        self.update_health();
+        self.schedule_retry();
+    }
+
+    /// Watches the parents of missing directories and of directories
+    /// configured through a symlink (and only those): the parent sees the
+    /// directory being recreated, renamed or re-linked into place.
+    fn reconcile_parents(&mut self) {
+        let Some(w) = self.notify.as_mut() else {
+            self.parents.clear();
+            return;
+        };
+        let own: HashSet<&PathBuf> = self.dirs.iter().map(|d| &d.abs).collect();
+        let desired: HashSet<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.state == DirState::Missing || d.link)
+            .filter_map(|d| d.abs.parent().map(Path::to_path_buf))
+            .filter(|p| !own.contains(p))
+            .collect();
+        let stale: Vec<PathBuf> = self.parents.difference(&desired).cloned().collect();
+        for p in stale {
+            let _ = w.unwatch(&p);
+            self.parents.remove(&p);
+        }
+        for p in desired {
+            if !self.parents.contains(&p) && w.watch(&p, RecursiveMode::NonRecursive).is_ok() {
+                self.parents.insert(p);
+            }
+        }
+    }
+
+    /// Arms the retry timer while anything is not watched.
+    fn schedule_retry(&mut self) {
+        let all_ok =
+            self.notify.is_some() && self.dirs.iter().all(|d| d.state == DirState::Watching);
+        self.retry_at = if all_ok {
+            None
+        } else {
+            self.retry_at
+                .or_else(|| Instant::now().checked_add(RETRY_INTERVAL))
+        };
+    }
+
+    /// Recomputes the degradation reason; logs and asks for a rescan when it
+    /// changes.
+    fn update_health(&mut self) {
+        let mut reasons: Vec<String> = Vec::new();
+        if let Some(e) = &self.notify_error {
+            // Every directory fails for this one reason.
+            reasons.push(e.clone());
+        } else {
+            for d in &self.dirs {
+                if let DirState::Failed(r) = &d.state {
+                    reasons.push(r.clone());
+                }
+            }
+        }
+        let reason = if reasons.is_empty() {
+            None
+        } else {
+            Some(format!(
+                "{}; changes are found by the poll only",
+                reasons.join("; ")
+            ))
+        };
+        if self.health.set(reason.clone()) {
+            match &reason {
+                Some(r) => {
+                    tracing::warn!(event = "watch_degraded", reason = %r, "file watching degraded")
+                }
+                None => tracing::info!(event = "watch_restored", "file watching restored"),
+            }
+            self.want(WatchSignal::Rescan);
+        }
+    }
+
+    // ---- events -----------------------------------------------------------
+
+    /// Handles one raw event from `notify`.
+    fn on_event(&mut self, res: notify::Result<notify::Event>) {
+        let now = Instant::now();
+        let ev = match res {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(event = "watch_error", error = %e, "file watch error; rescanning");
+                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+                    self.setup();
+                }
+                self.want(WatchSignal::Rescan);
+                return;
+            }
+        };
+        if ev.need_rescan() {
+            tracing::warn!(
+                event = "watch_overflow",
+                "inotify queue overflowed; rescanning"
+            );
+            self.want(WatchSignal::Rescan);
+            return;
+        }
+        for path in &ev.paths {
+            self.on_path(&ev.kind, path, now);
+        }
+    }
+
+    /// Handles an event about `path`, which may be a watched directory
+    /// itself, an entry of one, or both (a directory inside another).
+    fn on_path(&mut self, kind: &EventKind, path: &Path, now: Instant) {
+        if let Some(i) = self.dirs.iter().position(|d| d.abs == path) {
+            self.on_dir_self(i, kind, now);
+        }
+        let Some(parent) = path.parent() else {
+            return;
+        };
+        let Some(name) = path.file_name() else {
+            return;
+        };
+        let Some(given) = self
+            .dirs
+            .iter()
+            .find(|d| d.abs == parent && d.state == DirState::Watching)
+            .map(|d| d.given.clone())
+        else {
+            // An event seen through a parent watch, about another entry.
+            return;
+        };
+        let key = given.join(name);
+        let action = classify(kind, || {
+            std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
+        });
+        if action == Action::Ignore {
+            return;
+        }
+        let relevant = action != Action::Gone && is_relevant(name, path);
+        tracing::trace!(path = %key.display(), ?kind, ?action, relevant, "watch event");
+        match action {
+            Action::Ignore => {}
+            Action::Unsettle if relevant => {
+                self.unsettled.insert(&key);
+                self.pending.insert(key, now.checked_add(self.debounce));
+            }
+            Action::Unsettle => self.defer(now),
+            Action::Final if relevant => {
+                self.settle(&key);
+                self.want(WatchSignal::Changed);
+            }
+            // Metadata of a file still being written (vim sets its ACL
+            // before it closes): its close or its debounce will signal.
+            Action::Hint if relevant && self.pending.contains_key(&key) => {}
+            Action::Hint if relevant => self.want(WatchSignal::Changed),
+            Action::Final | Action::Hint => {
+                self.settle(&key);
+                self.defer(now);
+            }
+            Action::Gone => {
+                // Watch reloads never remove; a missing file is reported
+                // after `debounce` of absence: look then, not mid-save.
+                self.settle(&key);
+                self.defer(now);
+            }
+        }
+    }
+
+    /// An event about watched directory `i` itself.
+    fn on_dir_self(&mut self, i: usize, kind: &EventKind, now: Instant) {
+        match kind {
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                self.dir_lost(i, now)
+            }
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                // Recreated, renamed or symlinked into place: whatever was
+                // watched under this path before is not it any more.
+                if let Some(d) = self.dirs.get_mut(i) {
+                    d.state = DirState::Missing;
+                }
+                self.dir_maybe_back(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// Marks `key` complete.
+    fn settle(&mut self, key: &Path) {
+        if self.pending.remove(key).is_some() {
+            self.unsettled.remove(key);
+        }
+    }
+
+    /// Fires every timer that is due.
+    fn on_timers(&mut self, now: Instant) {
+        let due: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, at)| at.is_some_and(|at| at <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            tracing::debug!(path = %p.display(), "modification settled after debounce");
+            self.settle(&p);
+            self.want(WatchSignal::Changed);
+        }
+        if self.deferred.is_some_and(|at| at <= now) {
+            self.deferred = None;
+            self.want(WatchSignal::Changed);
+        }
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            self.setup();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, MetadataKind, RemoveKind};
+
+    fn file_type_of(path: &Path) -> Option<std::fs::FileType> {
+        std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
+    }
+
+    #[test]
+    fn close_after_write_and_rename_into_place_are_final() {
+        let none = || None;
+        assert_eq!(
+            classify(
+                &EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                none
+            ),
+            Action::Final
+        );
+        assert_eq!(
+            classify(&EventKind::Modify(ModifyKind::Name(RenameMode::To)), none),
+            Action::Final
+        );
+        assert_eq!(
+            classify(&EventKind::Create(CreateKind::Folder), none),
+            Action::Final
+        );
+    }
+
+    #[test]
+    fn bare_modification_and_new_regular_file_are_unsettled() {
+        let here = Path::new(file!());
+        assert_eq!(
+            classify(
+                &EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                || None
+            ),
+            Action::Unsettle
+        );
+        assert_eq!(
+            classify(&EventKind::Create(CreateKind::File), || file_type_of(here)),
+            Action::Unsettle
+        );
+    }
+
+    #[test]
+    fn reads_are_ignored_and_removals_are_gone() {
+        let none = || None;
+        assert_eq!(
+            classify(&EventKind::Access(AccessKind::Open(AccessMode::Any)), none),
+            Action::Ignore
+        );
+        assert_eq!(
+            classify(
+                &EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                none
+            ),
+            Action::Ignore
+        );
+        assert_eq!(
+            classify(&EventKind::Modify(ModifyKind::Name(RenameMode::Both)), none),
+            Action::Ignore
+        );
+        assert_eq!(
+            classify(&EventKind::Remove(RemoveKind::File), none),
+            Action::Gone
+        );
+        assert_eq!(
+            classify(&EventKind::Modify(ModifyKind::Name(RenameMode::From)), none),
+            Action::Gone
+        );
+        // Created and already gone again.
+        assert_eq!(
+            classify(&EventKind::Create(CreateKind::File), none),
+            Action::Gone
+        );
+        assert_eq!(
+            classify(
+                &EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                none
+            ),
+            Action::Hint
+        );
+    }
+
+    #[test]
+    fn relevance_by_name() {
+        let nowhere = Path::new("/nonexistent/hotconf/x");
+        for name in ["app.toml", "app.schema.json", "common.json"] {
+            assert!(is_relevant(OsStr::new(name), nowhere), "{name}");
+        }
+        for name in [
+            "app.toml~",
+            "4913",
+            ".app.toml.swp",
+            ".app.toml.tmp",
+            "sedAb12Cd",
+        ] {
+            assert!(!is_relevant(OsStr::new(name), nowhere), "{name}");
+        }
+        // `..data` matters when it is a symlink or a directory.
+        assert!(is_relevant(OsStr::new("..data"), Path::new("/")));
+    }
+
+    #[test]
+    fn health_reports_changes_only() {
+        let h = WatchHealth::new();
+        assert_eq!(h.degraded(), None);
+        assert!(h.set(Some("x".into())));
+        assert!(!h.set(Some("x".into())));
+        assert_eq!(h.degraded().as_deref(), Some("x"));
+        assert!(h.set(None));
+    }
+}
