@@ -27,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod document;
+pub mod logging;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
@@ -37,4 +38,6 @@ pub mod store;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use snapshot::{ServedDocument, Snapshot};
+pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
+pub use status::Trigger;
 pub use store::Store;
