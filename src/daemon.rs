@@ -166,9 +166,7 @@ impl Daemon {
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
-            limits: Limits {
-                max_file_size: settings.max_file_size,
-            },
+            limits: config_limits(&settings),
             all_or_nothing: settings.all_or_nothing,
             debounce: settings.debounce,
             unsettled: unsettled.clone(),
@@ -176,27 +174,43 @@ impl Daemon {
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         if let Err(e) = pipeline::list_documents(&settings.config_dir) {
-            return Err(StartError::Invalid(vec![crate::rejection::Rejection::bare(
-                crate::rejection::Code::Io,
-                settings.config_dir.display().to_string(),
-                format!("cannot list the config directory: {e}"),
-            )]));
+            return Err(StartError::Invalid(vec![
+                crate::rejection::Rejection::bare(
+                    crate::rejection::Code::Io,
+                    settings.config_dir.display().to_string(),
+                    format!("cannot list the config directory: {e}"),
+                ),
+            ]));
         }
         let reload = Reloader::spawn(config, store.clone(), Self::observers(&settings))
             .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
-            return Err(StartError::Internal("the reloader stopped during startup".into()));
+            return Err(StartError::Internal(
+                "the reloader stopped during startup".into(),
+            ));
         }
         let status = store.status();
-        let invalid: Vec<_> = status
-            .documents
-            .values()
-            .filter(|d| d.state != DocState::Ok)
-            .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
-            .collect();
-        if !invalid.is_empty() {
+        if !status.all_ok() {
             reload.shutdown().await;
+            // Print exactly what `hotconf check` would (it also reports a
+            // broken schema once, and both a parse error and a bad schema);
+            // the reloader's view is the fallback if the files were fixed
+            // in between.
+            let mut invalid = pipeline::check(
+                &settings.config_dir,
+                &settings.schema_dir,
+                &[],
+                config_limits(&settings),
+            );
+            if invalid.is_empty() {
+                invalid = status
+                    .documents
+                    .values()
+                    .filter(|d| d.state != DocState::Ok)
+                    .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
+                    .collect();
+            }
             return Err(StartError::Invalid(invalid));
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -240,6 +254,13 @@ impl Daemon {
         self.reload.shutdown().await;
         // WIRING (control socket): await its graceful end (bounded) here.
         logging::shutdown(reason, self.store.load().generation);
+    }
+}
+
+/// The read limits `settings` ask for.
+fn config_limits(settings: &Settings) -> Limits {
+    Limits {
+        max_file_size: settings.max_file_size,
     }
 }
 

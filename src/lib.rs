@@ -37,7 +37,7 @@ pub mod status;
 pub mod store;
 
 pub use rejection::{Code, Problem, Rejection};
-pub use snapshot::{ServedDocument, Snapshot};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
+pub use snapshot::{ServedDocument, Snapshot};
 pub use status::Trigger;
 pub use store::Store;

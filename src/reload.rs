@@ -163,16 +163,25 @@ impl ReloadHandle {
     }
 
     /// Requests a reload and waits for the reload that serves it; returns
-    /// its outcome. A request that arrives during a reload is served by the
+    /// its outcome. The request is queued when this is *called*, not when
+    /// the future is first polled, so the order of calls is the order of
+    /// requests. A request that arrives during a reload is served by the
     /// next one, so the outcome always reflects the files as they were
     /// after the request was made. An implicit request that finds nothing
     /// changed gets an outcome with empty lists (it was not a reload).
-    pub async fn reload(&self, trigger: Trigger) -> Result<ReloadOutcome, ReloaderGone> {
+    pub fn reload(
+        &self,
+        trigger: Trigger,
+    ) -> impl std::future::Future<Output = Result<ReloadOutcome, ReloaderGone>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        if !self.inner.queue.push(trigger, Some(tx)) {
-            return Err(ReloaderGone);
+        let queued = self.inner.queue.push(trigger, Some(tx));
+        async move {
+            if !queued {
+                return Err(ReloaderGone);
+            }
+            rx.await.map_err(|_| ReloaderGone)
         }
-        rx.await.map_err(|_| ReloaderGone)
     }
 
     /// [`ReloadHandle::reload`] for synchronous callers. Must not be called
@@ -330,8 +339,17 @@ impl Reloader {
 
     /// Reads one listed document and its schema (phase 1: no evaluation).
     fn scan(&mut self, name: &str, path: &Path) -> Scanned {
-        let label = path.display().to_string();
-        let schema = self.schemas.load(&self.config.schema_dir, name);
+        let label = pipeline::display_path(path);
+        let schema = self
+            .schemas
+            .load(&self.config.schema_dir, name)
+            .map_err(|mut r| {
+                if r.code == Code::NoSchema {
+                    // As `check` says it: on the document, which lacks something.
+                    r.file = label.clone();
+                }
+                r
+            });
         let bytes = document::read_capped(path, self.config.limits.max_file_size, &label);
         let key = Key {
             doc: match &bytes {
@@ -398,6 +416,10 @@ impl Reloader {
                 (BTreeMap::new(), false)
             }
         };
+
+        // Schemas of documents that are gone need not stay compiled.
+        let listed: HashSet<String> = listing.keys().cloned().collect();
+        self.schemas.retain(&listed);
 
         // Phase 1: read everything, decide what needs judging.
         let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
@@ -507,7 +529,8 @@ impl Reloader {
                         }
                     }
                     Some(b) => {
-                        mem.candidate = Some((j.scanned.key.clone(), Verdict::Accepted(doc.clone())));
+                        mem.candidate =
+                            Some((j.scanned.key.clone(), Verdict::Accepted(doc.clone())));
                         if j.fresh || old_state != Some(DocState::Error) {
                             rejected.push(j.name.clone());
                         }
@@ -576,7 +599,7 @@ impl Reloader {
                 .map(|d| d.source.clone())
                 .or_else(|| current.get(&name).map(|d| d.source.clone()))
                 .unwrap_or_else(|| self.config.config_dir.join(format!("{name}.toml")));
-            let label = source.display().to_string();
+            let label = pipeline::display_path(&source);
             let served = current.documents.contains_key(&name);
             let message = if served {
                 "the file is gone; its last good version is still served \
@@ -624,10 +647,15 @@ impl Reloader {
         // Phase 4: tell, publish, record.
         for j in judged.iter().filter(|j| rejected.contains(&j.name)) {
             if let Some(DocStatus {
-                last_error: Some(e), ..
+                last_error: Some(e),
+                ..
             }) = docs.get(&j.name)
             {
-                logging::document_rejected(&j.name, &e.rejection, current.get(&j.name).map(|d| d.generation));
+                logging::document_rejected(
+                    &j.name,
+                    &e.rejection,
+                    current.get(&j.name).map(|d| d.generation),
+                );
             }
         }
         for name in &missing {
@@ -661,7 +689,10 @@ impl Reloader {
                 logging::document_accepted(name, &doc.source, generation, &doc.sha256);
             }
             for name in &removed {
-                let source = current.get(name).map(|d| d.source.clone()).unwrap_or_default();
+                let source = current
+                    .get(name)
+                    .map(|d| d.source.clone())
+                    .unwrap_or_default();
                 logging::document_removed(name, &source);
             }
             let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
