@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod document;
+pub mod logging;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
@@ -38,5 +39,7 @@ pub mod store;
 pub mod watch;
 
 pub use rejection::{Code, Problem, Rejection};
+pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
 pub use snapshot::{ServedDocument, Snapshot};
+pub use status::Trigger;
 pub use store::Store;
