@@ -1,5 +1,5 @@
-//! `hotconf run`: wires the store, the reloader, signals, the poll (and
-//! soon the watcher, the control socket and systemd) together. Thin: the
+//! `hotconf run`: wires the store, the reloader, signals, the poll, the
+//! file watcher (and soon the control socket and systemd) together. Thin: the
 //! work lives in the modules it starts.
 //!
 //! The shape of a run, in [`run`]: install the logger, build the runtime,
@@ -24,6 +24,7 @@ use crate::pipeline::{self, Limits};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
+use crate::watch::{WatchHealth, WatchSignal, Watcher};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -318,12 +319,59 @@ async fn run_async(settings: Settings) -> i32 {
     // WIRING (control socket, branch `control`): start it here from
     // `daemon.store`, `daemon.reload.clone()` and `daemon.shutdown.clone()`;
     // a bind failure (live socket) returns 1 after `daemon.stop(..)`.
-    // WIRING (watcher, branch `watcher`): start it here from
-    // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
-    // and `daemon.shutdown.clone()`.
+    // The watcher: file events become implicit reloads. Started after the
+    // startup load; its first signal is a rescan, so nothing written in
+    // between is missed.
+    let watcher = start_watcher(&daemon);
     // WIRING (systemd, later): READY=1 here, the startup load is done.
 
     let reason = daemon.serve(&mut signals).await;
+    // No more watch-triggered requests once stopping.
+    drop(watcher);
     daemon.stop(reason).await;
     0
+}
+
+/// Starts the file watcher on the config and schema directories. Its
+/// signals request implicit (`Trigger::Watch`) reloads; its health is copied
+/// into `Status.watch_degraded` whenever it changes (the watcher sends a
+/// rescan then), a status-only write that wakes nobody and moves no
+/// counter. `None` (logged, and said in the status) when even its thread
+/// cannot start: the daemon then runs on the poll alone.
+fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
+    let health = Arc::new(WatchHealth::new());
+    let dirs = [
+        daemon.settings.config_dir.clone(),
+        daemon.settings.schema_dir.clone(),
+    ];
+    let reload = daemon.reload.clone();
+    let store = daemon.store.clone();
+    let seen = health.clone();
+    let started = Watcher::start(
+        &dirs,
+        daemon.settings.debounce,
+        daemon.unsettled.clone(),
+        health,
+        move |signal| {
+            if signal == WatchSignal::Rescan {
+                let degraded = seen.degraded();
+                if store.status().watch_degraded != degraded {
+                    store.update_status(|s| s.watch_degraded = degraded);
+                }
+            }
+            reload.request(Trigger::Watch);
+        },
+    );
+    match started {
+        Ok(w) => Some(w),
+        Err(e) => {
+            let reason =
+                format!("cannot start the file watcher: {e}; changes are found by the poll only");
+            tracing::warn!(event = "watch_degraded", reason = %reason, "file watching degraded");
+            daemon
+                .store
+                .update_status(|s| s.watch_degraded = Some(reason));
+            None
+        }
+    }
 }
