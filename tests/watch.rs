@@ -499,7 +499,11 @@ fn half_written_document_is_never_published() {
     }
     let published = hot.published("app");
     for h in &halves {
-        assert!(!published.contains(h), "a half-written file was published");
+        assert!(
+            !published.contains(h),
+            "a half-written file was published; logs:\n{}",
+            hot.logs()
+        );
     }
     assert_eq!(
         hot.daemon.events("document_rejected").len(),
