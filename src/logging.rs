@@ -170,6 +170,15 @@ pub fn config_dir_unreadable(dir: &Path, error: &std::io::Error, explicit: bool)
     }
 }
 
+/// A reload panicked (a bug); the last published snapshot stays served and
+/// the reloader goes on with the next request.
+pub fn reload_panicked() {
+    tracing::error!(
+        event = "reload_panicked",
+        "a reload failed unexpectedly; still serving the last published snapshot"
+    );
+}
+
 /// An implicit look that found nothing to do: not a reload, debug only.
 pub fn nothing_changed(trigger: Trigger) {
     debug!(
