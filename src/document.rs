@@ -32,7 +32,8 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// The deepest nesting a document may have: the number of keys and array
 /// indices on the path to its deepest value (`a.b = [1]` has depth 3: `/a`,
-/// `/a/b`, `/a/b/0`). Deeper documents are `E_PARSE`.
+/// `/a/b`, `/a/b/0`); an array counts as opening the level of its items even
+/// when empty (`a = []` has depth 2). Deeper documents are `E_PARSE`.
 ///
 /// It is checked twice. First by a cheap, non-recursive scan of the text
 /// ([`parse`] runs it before the TOML parser), which over-estimates (header
@@ -339,6 +340,11 @@ fn convert_value(
         }
         DeValue::Datetime(d) => Value::String(rfc3339(d)),
         DeValue::Array(items) => {
+            // Like the pre-scan: opening an array enters its items' level,
+            // even when it is empty.
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(label, text, value.span().start));
+            }
             let mut out = Vec::with_capacity(items.len());
             for item in items.iter() {
                 out.push(convert_value(item, depth.saturating_add(1), label, text)?);

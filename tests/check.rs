@@ -376,6 +376,31 @@ fn schema_with_an_unknown_type() {
     assert_eq!(problems[0]["code"], "E_SCHEMA_INVALID");
     assert_eq!(problems[0]["file"], "schemas/x.schema.json");
     assert_eq!(problems[0]["pointer"], "/properties/a/type");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"unknown type "integr""#),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn unknown_type_in_shared_definitions_is_reported_on_that_file() {
+    let s = Scratch::new();
+    let common = std::fs::read_to_string(s.path().join("schemas/common.schema.json")).unwrap();
+    s.config("app.toml", APP).schema(
+        "common.schema.json",
+        &common.replacen(r#""type": "integer""#, r#""type": "int""#, 1),
+    );
+    let run = s.check(&[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.lines(),
+        vec![
+            r#"schemas/common.schema.json: E_SCHEMA_INVALID /$defs/duration_ms/type: unknown type "int" (expected one of array, boolean, integer, null, number, object, string)"#
+        ]
+    );
 }
 
 #[test]
