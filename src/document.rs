@@ -90,7 +90,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// names no path beyond `label`.
 pub fn read_capped(path: &Path, max: u64, label: &str) -> Result<Vec<u8>, Rejection> {
     let io_err = |e: std::io::Error| Rejection::bare(Code::Io, label, io_reason(&e));
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    // Non-blocking open: a FIFO planted in the directory must not hang us
+    // (it is refused below as not a regular file). No effect on files.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io_err)?
+    };
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
         let what = if meta.is_dir() {
@@ -182,6 +191,9 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Parsed, Rejection> {
             ));
         }
     };
+    // A byte-order mark is not content: drop it so that columns on line 1
+    // count from the first real character.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some(at) = text.find('\0') {
         let (line, column) = line_col(text, at);
         return Err(Rejection::new(
@@ -243,7 +255,11 @@ fn sanitize_message(m: &str) -> String {
     if m.chars().count() > MAX {
         out.push('…');
     }
+    // toml says "expected nothing" when nothing more was allowed; noise.
     let trimmed = out.trim();
+    let trimmed = trimmed
+        .strip_suffix(", expected nothing")
+        .unwrap_or(trimmed);
     if trimmed.is_empty() {
         "syntax error".to_string()
     } else {
@@ -730,6 +746,37 @@ mod tests {
             serde_json::to_string(&v).unwrap(),
             r#"{"z":1,"a":"x","server":{"port":8080,"ratio":0.5}}"#
         );
+    }
+
+    #[test]
+    fn integers_in_every_notation() {
+        let v = ok("a = 0xff\nb = +5\nc = 1_000\nd = 0o17\ne = 0b101\nf = -9223372036854775808\n");
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 255, "b": 5, "c": 1000, "d": 15, "e": 5, "f": i64::MIN})
+        );
+        let r = err("a = 9223372036854775808\n");
+        assert!(r.problems[0].message.contains("out of range"));
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_a_column() {
+        let r = parse("t", "\u{feff}a = nan\n".as_bytes()).unwrap_err();
+        assert_eq!(
+            (r.problems[0].line, r.problems[0].column),
+            (Some(1), Some(5))
+        );
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let r = read_capped(&p, 100, "f").unwrap_err();
+        assert_eq!(r.code, Code::Io);
+        assert_eq!(r.problems[0].message, "cannot read: is not a regular file");
     }
 
     #[test]

@@ -116,10 +116,19 @@ impl Schema {
         for error in &errors {
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected }
+                | jsonschema::error::ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                     for key in unexpected {
                         let p = format!("{pointer}/{}", escape_pointer(key));
-                        let message = format!("additional property {} is not allowed", quote(key));
+                        let which = if matches!(
+                            error.kind(),
+                            jsonschema::error::ValidationErrorKind::UnevaluatedProperties { .. }
+                        ) {
+                            "unevaluated"
+                        } else {
+                            "additional"
+                        };
+                        let message = format!("{which} property {} is not allowed", quote(key));
                         problems.push(problem(p.clone(), locate(&p, Target::Key), message));
                     }
                 }
@@ -811,6 +820,9 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
+        // Formats are assertions here, so a format we cannot check (often a
+        // typo: "datetime") is a schema error, not a silent pass.
+        .should_ignore_unknown_formats(false)
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
@@ -906,6 +918,14 @@ fn schema_error_message(pointer: &str, instance: &Value, raw: &str) -> String {
                 "unknown type {} (expected one of {})",
                 quote(t),
                 TYPES.join(", ")
+            );
+        }
+    }
+    if segments.last().map(String::as_str) == Some("format") && raw.starts_with("Unknown format") {
+        if let Value::String(f) = instance {
+            return format!(
+                "unknown format {} (formats are asserted; use a known one such as date-time, date, email, uri, hostname, ipv4)",
+                quote(f)
             );
         }
     }

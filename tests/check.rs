@@ -627,3 +627,35 @@ fn deep_nesting_is_a_clear_parse_error() {
         run.stdout
     );
 }
+
+#[test]
+fn unknown_format_is_a_schema_error_not_a_silent_pass() {
+    let s = Scratch::new();
+    s.config("x.toml", "at = \"now\"\n").schema(
+        "x.schema.json",
+        r#"{"properties": {"at": {"type": "string", "format": "datetime"}}}"#,
+    );
+    let run = s.check(&[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.starts_with(
+            r#"schemas/x.schema.json: E_SCHEMA_INVALID /properties/at/format: unknown format "datetime""#
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unevaluated_property_points_at_the_key() {
+    let s = Scratch::new();
+    s.config("x.toml", "a = 1\n\n[t]\nb = 2\nc = 3\n").schema(
+        "x.schema.json",
+        r#"{"properties": {"t": {"properties": {"b": {}}, "unevaluatedProperties": false}}}"#,
+    );
+    let run = s.check(&[]);
+    assert_eq!(
+        run.lines(),
+        vec![r#"configs/x.toml:5:1: E_SCHEMA /t/c: unevaluated property "c" is not allowed"#]
+    );
+}
