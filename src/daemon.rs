@@ -162,6 +162,12 @@ impl Daemon {
         );
         // WIRING (state dir, §7): load a persisted snapshot into the store
         // here (Store::with_snapshot) before the reloader starts.
+        if let Some(dir) = &settings.state_dir {
+            tracing::warn!(
+                state_dir = %dir.display(),
+                "--state-dir is not implemented yet; nothing is persisted"
+            );
+        }
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
