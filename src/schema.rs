@@ -646,12 +646,16 @@ pub struct SchemaCache {
     /// The last compiled schema of each document NAME; reused while the
     /// closure's hash is unchanged.
     compiled: HashMap<String, Arc<Schema>>,
+    /// The last compile failure of each NAME with the closure hash that
+    /// caused it, so unchanged broken bytes are not recompiled every reload.
+    failed: HashMap<String, (String, Rejection)>,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchemaCache")
             .field("compiled", &self.compiled.len())
+            .field("failed", &self.failed.len())
             .finish()
     }
 }
@@ -686,15 +690,31 @@ impl SchemaCache {
                 return Ok(Arc::clone(cached));
             }
         }
-        let schema = Arc::new(compile(schema_dir, name, &root, closure, sha256)?);
-        self.compiled.insert(name.to_string(), Arc::clone(&schema));
-        Ok(schema)
+        if let Some((failed_sha, rejection)) = self.failed.get(name) {
+            if *failed_sha == sha256 {
+                return Err(rejection.clone());
+            }
+        }
+        match compile(schema_dir, name, &root, closure, sha256.clone()) {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                self.failed.remove(name);
+                self.compiled.insert(name.to_string(), Arc::clone(&schema));
+                Ok(schema)
+            }
+            Err(rejection) => {
+                self.failed
+                    .insert(name.to_string(), (sha256, rejection.clone()));
+                Err(rejection)
+            }
+        }
     }
 
     /// Forgets schemas of documents not in `names` (for a daemon whose
     /// documents come and go).
     pub fn retain(&mut self, names: &HashSet<String>) {
         self.compiled.retain(|k, _| names.contains(k));
+        self.failed.retain(|k, _| names.contains(k));
     }
 }
 
