@@ -890,7 +890,11 @@ fn compile(
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            let message = if matches!(e.kind(), ValidationErrorKind::Referencing(_)) {
+                format!("unresolvable $ref: {}", one_line(&e.to_string()))
+            } else {
+                schema_error_message(&pointer, e.instance(), &e.to_string())
+            };
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),
