@@ -59,6 +59,9 @@ const MAX_CLOSURE_FILES: usize = 256;
 /// must not produce a million-line answer.
 pub const MAX_PROBLEMS: usize = 100;
 
+/// Longer offending values are quoted by their first this-many characters.
+const MAX_QUOTED: usize = 64;
+
 /// What secrets are replaced with in redacted values.
 pub const REDACTED: &str = "<redacted>";
 
@@ -105,8 +108,10 @@ impl Schema {
     /// Locations: the offending value; for `additionalProperties` the extra
     /// key (one problem per key, pointer to the extra property); for
     /// `required` the table lacking the key (its `[header]`, or line 1
-    /// column 1 for the root). Messages quote at most the offending scalar,
-    /// never a secret, never a whole table or array.
+    /// column 1 for the root). Messages quote at most the offending scalar
+    /// (its first 64 characters), never a secret, never a whole table or
+    /// array. At most [`MAX_PROBLEMS`] violations are listed, in source
+    /// order, then one location-less problem counts the rest.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
         if self.validator.is_valid(&parsed.value) {
             return Ok(());
@@ -167,7 +172,14 @@ impl Schema {
                     } else if instance.is_array() {
                         error.masked_with("array").to_string()
                     } else {
-                        error.to_string()
+                        let shown = instance.to_string();
+                        if shown.chars().count() > MAX_QUOTED {
+                            // A long value is quoted by its beginning only.
+                            let head: String = shown.chars().take(MAX_QUOTED).collect();
+                            error.masked_with(format!("{head}…")).to_string()
+                        } else {
+                            error.to_string()
+                        }
                     };
                     let at = offset(&pointer, Target::Value);
                     found.push((pointer, at, message));
@@ -202,12 +214,19 @@ impl Schema {
         Err(rejection)
     }
 
-    /// Whether any value of documents under this schema can be a secret.
+    /// Whether any value of documents under this schema can be a secret:
+    /// a `"writeOnly": true` is reachable from the schema's root (through
+    /// `$ref`s too), or something we cannot follow is (then we assume yes).
+    /// When true, peers other than the daemon's uid and root must see the
+    /// hash of the redacted value instead of the source hash (SPEC §5).
     pub fn has_secrets(&self) -> bool {
         self.has_secrets
     }
 
-    /// `value` with every secret replaced by `"<redacted>"`.
+    /// `value` with every secret replaced by `"<redacted>"` (a secret table
+    /// or array is replaced whole). `value` is meant to be a document valid
+    /// under this schema; for anything else the walk still hides whatever a
+    /// `writeOnly` schema may apply to. The input is not modified.
     pub fn redact(&self, value: &serde_json::Value) -> serde_json::Value {
         let mut out = value.clone();
         if !self.has_secrets {
@@ -646,12 +665,16 @@ pub struct SchemaCache {
     /// The last compiled schema of each document NAME; reused while the
     /// closure's hash is unchanged.
     compiled: HashMap<String, Arc<Schema>>,
+    /// The last compile failure of each NAME with the closure hash that
+    /// caused it, so unchanged broken bytes are not recompiled every reload.
+    failed: HashMap<String, (String, Rejection)>,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchemaCache")
             .field("compiled", &self.compiled.len())
+            .field("failed", &self.failed.len())
             .finish()
     }
 }
@@ -686,15 +709,31 @@ impl SchemaCache {
                 return Ok(Arc::clone(cached));
             }
         }
-        let schema = Arc::new(compile(schema_dir, name, &root, closure, sha256)?);
-        self.compiled.insert(name.to_string(), Arc::clone(&schema));
-        Ok(schema)
+        if let Some((failed_sha, rejection)) = self.failed.get(name) {
+            if *failed_sha == sha256 {
+                return Err(rejection.clone());
+            }
+        }
+        match compile(schema_dir, name, &root, closure, sha256.clone()) {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                self.failed.remove(name);
+                self.compiled.insert(name.to_string(), Arc::clone(&schema));
+                Ok(schema)
+            }
+            Err(rejection) => {
+                self.failed
+                    .insert(name.to_string(), (sha256, rejection.clone()));
+                Err(rejection)
+            }
+        }
     }
 
     /// Forgets schemas of documents not in `names` (for a daemon whose
     /// documents come and go).
     pub fn retain(&mut self, names: &HashSet<String>) {
         self.compiled.retain(|k, _| names.contains(k));
+        self.failed.retain(|k, _| names.contains(k));
     }
 }
 
@@ -851,7 +890,11 @@ fn compile(
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            let message = if matches!(e.kind(), ValidationErrorKind::Referencing(_)) {
+                format!("unresolvable $ref: {}", one_line(&e.to_string()))
+            } else {
+                schema_error_message(&pointer, e.instance(), &e.to_string())
+            };
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),
