@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::logging::{self, LogObserver};
 use crate::pipeline::{self, Limits};
+use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
@@ -132,28 +133,21 @@ pub struct Daemon {
 pub enum StartError {
     /// Some document is invalid; every problem, compiler style.
     #[error("{} invalid document(s)", .0.len())]
-    Invalid(Vec<crate::rejection::Rejection>),
+    Invalid(Vec<Rejection>),
     /// The reloader could not be started or stopped during startup.
     #[error("{0}")]
     Internal(String),
 }
 
 impl Daemon {
-    /// The reload observers of `hotconf run`, in call order.
-    fn observers(settings: &Settings) -> Vec<Arc<dyn ReloadObserver>> {
-        let _ = settings;
-        let observers: Vec<Arc<dyn ReloadObserver>> = vec![
-            Arc::new(LogObserver),
-            // WIRING (systemd, later): RELOADING=1/READY=1/STATUS= observer.
-            // WIRING (metrics, control branch): reload counters observer.
-        ];
-        observers
-    }
-
-    /// Creates the store and the reloader and does the startup load. Fails
-    /// with every rejection when any document is invalid (SPEC §2
-    /// "Startup"); the reloader is then stopped again.
-    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+    /// Creates the store and the reloader (with `observers`, called in
+    /// order after each reload) and does the startup load. Fails with every
+    /// rejection when any document is invalid (SPEC §2 "Startup"); the
+    /// reloader is then stopped again.
+    pub async fn start(
+        settings: Settings,
+        observers: Vec<Arc<dyn ReloadObserver>>,
+    ) -> Result<Daemon, StartError> {
         let store = Arc::new(Store::with_random_instance());
         logging::startup(
             store.instance(),
@@ -163,6 +157,12 @@ impl Daemon {
         );
         // WIRING (state dir, §7): load a persisted snapshot into the store
         // here (Store::with_snapshot) before the reloader starts.
+        if let Some(dir) = &settings.state_dir {
+            tracing::warn!(
+                state_dir = %dir.display(),
+                "--state-dir is not implemented yet; nothing is persisted"
+            );
+        }
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -175,15 +175,13 @@ impl Daemon {
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         if let Err(e) = pipeline::list_documents(&settings.config_dir) {
-            return Err(StartError::Invalid(vec![
-                crate::rejection::Rejection::bare(
-                    crate::rejection::Code::Io,
-                    settings.config_dir.display().to_string(),
-                    format!("cannot list the config directory: {e}"),
-                ),
-            ]));
+            return Err(StartError::Invalid(vec![Rejection::bare(
+                Code::Io,
+                pipeline::display_path(&settings.config_dir),
+                format!("cannot list the config directory: {e}"),
+            )]));
         }
-        let reload = Reloader::spawn(config, store.clone(), Self::observers(&settings))
+        let reload = Reloader::spawn(config, store.clone(), observers)
             .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
@@ -296,17 +294,24 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let daemon = match Daemon::start(settings).await {
+    // Observers are fixed before the reloader starts; each is told about
+    // every reload that does something, in this order.
+    let observers: Vec<Arc<dyn ReloadObserver>> = vec![
+        Arc::new(LogObserver),
+        // WIRING (metrics, branch `control`): its reload observer here (keep
+        // an `Arc` to hand to the control socket below).
+        // WIRING (systemd, later): RELOADING=1 / READY=1 / STATUS= observer.
+    ];
+    let daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
-            for r in &rejections {
-                for line in r.lines() {
-                    eprintln!("{line}");
-                }
+            let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
+            for line in &lines {
+                eprintln!("{line}");
             }
             eprintln!(
-                "hotconf run: not starting: {} invalid document(s)",
-                rejections.len()
+                "hotconf run: not starting: the configuration has {} error(s)",
+                lines.len()
             );
             return 1;
         }

@@ -32,15 +32,24 @@ pub fn evaluate(label: &str, bytes: &[u8], schema: &Schema) -> Result<Parsed, Re
     Ok(parsed)
 }
 
-/// The documents of a config directory: NAME → path (symlinks followed when
-/// read, not here). Entries that are not documents are left out.
+/// The documents of a config directory: NAME → path. Entries that are not
+/// documents are left out: names that are not `NAME.toml`, and entries that
+/// (symlinks followed) exist but are not regular files — directories, FIFOs,
+/// sockets. A dangling symlink is listed (reading it reports `E_IO`): in the
+/// middle of a symlink swap it is a document whose content is not there.
 pub fn list_documents(config_dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(config_dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
         if let Some(name) = document::document_name(&file_name) {
-            out.insert(name.to_string(), entry.path());
+            let path = entry.path();
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if !meta.is_file() {
+                    continue;
+                }
+            }
+            out.insert(name.to_string(), path);
         }
     }
     Ok(out)
@@ -141,9 +150,8 @@ pub fn check(
         }
     }
 
-    for r in &mut rejections {
-        r.sort_problems();
-    }
+    // Each rejection's problems are already in source order (a schema
+    // rejection ends with its "... more not shown" line, which must stay last).
     rejections.sort_by(|a, b| {
         let key = |r: &Rejection| {
             let p = r.problems.first();
@@ -157,4 +165,64 @@ pub fn check(
     });
     rejections.dedup();
     rejections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_keeps_regular_files_and_symlinks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("app.toml"), "").unwrap();
+        std::fs::write(d.join(".app.toml.swp"), "").unwrap();
+        std::fs::write(d.join("app.toml~"), "").unwrap();
+        std::fs::write(d.join("4913"), "").unwrap();
+        std::fs::create_dir(d.join("dir.toml")).unwrap();
+        std::fs::create_dir(d.join("..data")).unwrap();
+        std::fs::write(d.join("..data/features.toml"), "").unwrap();
+        std::os::unix::fs::symlink("..data/features.toml", d.join("features.toml")).unwrap();
+        std::os::unix::fs::symlink("nowhere.toml", d.join("dangling.toml")).unwrap();
+        let names: Vec<String> = list_documents(d).unwrap().into_keys().collect();
+        assert_eq!(names, ["app", "dangling", "features"]);
+    }
+
+    /// A document at the deepest allowed nesting, failing a recursive schema
+    /// at the bottom, runs the whole rejection path (validation, secret walk,
+    /// span walk) on a thread with a tokio-sized 2 MiB stack.
+    #[test]
+    fn deepest_document_fits_a_small_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deep.schema.json"),
+            r##"{
+                "$ref": "#/$defs/n",
+                "$defs": {"n": {
+                    "type": ["object", "array", "string"],
+                    "additionalProperties": {"$ref": "#/$defs/n"},
+                    "items": {"$ref": "#/$defs/n"},
+                    "properties": {"pw": {"writeOnly": true}}
+                }}
+            }"##,
+        )
+        .unwrap();
+        let mut cache = SchemaCache::new();
+        let schema = cache.load(dir.path(), "deep").unwrap();
+        let half = document::MAX_DEPTH / 2;
+        let text = format!(
+            "{} = {}1{}\n",
+            vec!["k"; half].join("."),
+            "[".repeat(half - 1),
+            "]".repeat(half - 1)
+        );
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || evaluate("deep.toml", text.as_bytes(), &schema))
+            .unwrap();
+        let r = handle.join().unwrap().unwrap_err();
+        assert_eq!(r.code, Code::Schema);
+        assert_eq!(r.problems[0].line, Some(1));
+        assert!(r.problems[0].message.contains("is not of types"), "{r}");
+    }
 }

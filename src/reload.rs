@@ -316,8 +316,17 @@ impl Reloader {
             .name("hotconf-reloader".into())
             .spawn(move || {
                 while let Some(batch) = reloader.queue.next() {
-                    reloader.serve(batch);
+                    // A bug in one reload must not stop all future ones: the
+                    // store is never half-written (publish is one swap), so
+                    // serving on is safe. Its waiters see the reloader gone.
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        reloader.serve(batch)
+                    }));
+                    if served.is_err() {
+                        logging::reload_panicked();
+                    }
                 }
+                reloader.queue.close();
                 stopped_tx.send_replace(true);
             })?;
         Ok(ReloadHandle {
