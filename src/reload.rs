@@ -21,9 +21,9 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{oneshot, watch};
@@ -60,9 +60,25 @@ pub trait ReloadObserver: Send + Sync {
 /// inside its debounce window). The watcher inserts and removes them; an
 /// implicit reload (watch, poll) skips them so a half-written file is never
 /// read; an explicit reload reads everything.
+///
+/// It is also the barrier that makes that check exact. Events reach the
+/// watcher a little after the write that caused them, so an implicit reload
+/// could read a file a writer has just truncated before the watcher has
+/// marked it. The watcher counts the opens of each watched directory
+/// itself that it has processed (in order with every other event); after
+/// reading, the reloader opens the directory once more and waits
+/// ([`Unsettled::catch_up`]) until the watcher has processed that open:
+/// every write that began before the reads ended is then reflected here,
+/// and the reloader checks again.
 #[derive(Debug, Default)]
 pub struct Unsettled {
+    /// The paths being written (`config_dir.join(file_name)`).
     paths: Mutex<HashSet<PathBuf>>,
+    /// Per watched directory (as configured): opens of the directory itself
+    /// the watcher has processed. Absent: not watched, no barrier.
+    opens: Mutex<HashMap<PathBuf, u64>>,
+    /// Wakes [`Unsettled::catch_up`] when `opens` moves.
+    opened: Condvar,
 }
 
 impl Unsettled {
@@ -83,6 +99,60 @@ impl Unsettled {
     /// Whether `path` is still being written.
     pub fn contains(&self, path: &Path) -> bool {
         self.paths.lock().map(|s| s.contains(path)).unwrap_or(false)
+    }
+
+    /// Watcher: `dir` (as configured) is watched now, or not any more.
+    pub fn set_watched(&self, dir: &Path, watched: bool) {
+        if let Ok(mut opens) = self.opens.lock() {
+            if watched {
+                opens.entry(dir.to_path_buf()).or_insert(0);
+            } else {
+                opens.remove(dir);
+            }
+        }
+        self.opened.notify_all();
+    }
+
+    /// Watcher: it has processed an open of `dir` itself, and every event
+    /// queued before it.
+    pub fn dir_opened(&self, dir: &Path) {
+        if let Ok(mut opens) = self.opens.lock() {
+            if let Some(n) = opens.get_mut(dir) {
+                // ok: wrapping — a u64 of opens does not wrap in practice,
+                // and a wrap only ends one barrier early.
+                *n = n.wrapping_add(1);
+            }
+        }
+        self.opened.notify_all();
+    }
+
+    /// Reloader: a ticket for [`Unsettled::catch_up`], taken before it lists
+    /// `dir`. `None` when `dir` is not watched (there is no barrier).
+    pub fn ticket(&self, dir: &Path) -> Option<u64> {
+        self.opens.lock().ok().and_then(|o| o.get(dir).copied())
+    }
+
+    /// Reloader, after listing `dir` (one open) and reading its files:
+    /// opens `dir` once more and waits, up to `timeout`, until the watcher
+    /// has processed both opens. Returns whether it has (then
+    /// [`Unsettled::contains`] reflects every write that began before
+    /// this call). Returns at once when `dir` stops being watched.
+    pub fn catch_up(&self, dir: &Path, ticket: u64, timeout: Duration) -> bool {
+        // Opening a directory read-only is an inotify IN_OPEN on it.
+        if std::fs::File::open(dir).is_err() {
+            return false;
+        }
+        let Ok(guard) = self.opens.lock() else {
+            return false;
+        };
+        let waited = self.opened.wait_timeout_while(guard, timeout, |opens| {
+            // Keep waiting while watched and not there yet.
+            opens.get(dir).is_some_and(|n| n.wrapping_sub(ticket) < 2)
+        });
+        match waited {
+            Ok((opens, _)) => opens.get(dir).is_some_and(|n| n.wrapping_sub(ticket) >= 2),
+            Err(_) => false,
+        }
     }
 }
 
@@ -416,51 +486,88 @@ impl Reloader {
         let current = self.store.load_full();
         let old_status = self.store.status();
 
+        // Implicit reloads skip files still being written; the barrier that
+        // makes that exact starts before the listing opens the directory.
+        let ticket = if explicit {
+            None
+        } else {
+            self.config.unsettled.ticket(&self.config.config_dir)
+        };
         // An unreadable directory never removes anything: it is more likely
         // a mount or permission problem than an operator's decision.
-        let (listing, authoritative) = match pipeline::list_documents(&self.config.config_dir) {
-            Ok(listing) => (listing, explicit),
-            Err(e) => {
-                logging::config_dir_unreadable(&self.config.config_dir, &e, explicit);
-                (BTreeMap::new(), false)
-            }
-        };
+        let (listing, authoritative, listing_ok) =
+            match pipeline::list_documents(&self.config.config_dir) {
+                Ok(listing) => (listing, explicit, true),
+                Err(e) => {
+                    logging::config_dir_unreadable(&self.config.config_dir, &e, explicit);
+                    (BTreeMap::new(), false, false)
+                }
+            };
 
         // Schemas of documents that are gone need not stay compiled.
         let listed: HashSet<String> = listing.keys().cloned().collect();
         self.schemas.retain(&listed);
 
-        // Phase 1: read everything, decide what needs judging.
-        let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
-        let mut skipped: HashSet<&str> = HashSet::new();
-        let mut vanished: Vec<String> = Vec::new();
-        for (name, path) in &listing {
-            if !explicit && self.config.unsettled.contains(path) {
-                skipped.insert(name);
-                continue;
-            }
-            let s = self.scan(name, path);
-            if s.bytes.as_ref().is_err_and(|r| r.code == Code::Io)
-                && std::fs::symlink_metadata(path).is_err()
-            {
-                // Deleted between listing and reading: absent, not broken.
-                vanished.push(name.clone());
-                continue;
-            }
-            let mem = self.memory.entry(name.clone()).or_default();
-            mem.absent_since = None;
-            let plan = if current
-                .get(name)
-                .is_some_and(|d| Key::of_served(d) == s.key)
-            {
-                Plan::Unchanged
-            } else {
-                match &mem.candidate {
-                    Some((k, v)) if *k == s.key => Plan::Known(v.clone()),
-                    _ => Plan::Evaluate,
+        // Phase 1: read everything, decide what needs judging. If a file
+        // was replaced while the set was being read (a ConfigMap `..data`
+        // swap, a rename-save), the reads may mix before and after: read
+        // the set again, so a reload never sees a mix that never existed.
+        let mut scans = 0u32;
+        let (mut scanned, mut skipped, vanished) = loop {
+            let before = identities(&listing);
+            let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
+            let mut skipped: HashSet<&str> = HashSet::new();
+            let mut vanished: Vec<String> = Vec::new();
+            for (name, path) in &listing {
+                if !explicit && self.config.unsettled.contains(path) {
+                    skipped.insert(name);
+                    continue;
                 }
-            };
-            scanned.push((name.clone(), s, plan));
+                let s = self.scan(name, path);
+                if s.bytes.as_ref().is_err_and(|r| r.code == Code::Io)
+                    && std::fs::symlink_metadata(path).is_err()
+                {
+                    // Deleted between listing and reading: absent, not broken.
+                    vanished.push(name.clone());
+                    continue;
+                }
+                let mem = self.memory.entry(name.clone()).or_default();
+                mem.absent_since = None;
+                let plan = if current
+                    .get(name)
+                    .is_some_and(|d| Key::of_served(d) == s.key)
+                {
+                    Plan::Unchanged
+                } else {
+                    match &mem.candidate {
+                        Some((k, v)) if *k == s.key => Plan::Known(v.clone()),
+                        _ => Plan::Evaluate,
+                    }
+                };
+                scanned.push((name.clone(), s, plan));
+            }
+            scans = scans.saturating_add(1);
+            if scans >= MAX_SCANS || identities(&listing) == before {
+                break (scanned, skipped, vanished);
+            }
+        };
+
+        // The barrier: once the watcher has caught up with every event
+        // before the end of the reads, a file it now knows to be mid-write
+        // was read mid-write: skip it like any unsettled file.
+        if let Some(ticket) = ticket.filter(|_| listing_ok) {
+            let unsettled = &self.config.unsettled;
+            if unsettled.catch_up(&self.config.config_dir, ticket, CATCH_UP_TIMEOUT) {
+                scanned.retain(|(name, s, _)| {
+                    if !unsettled.contains(&s.path) {
+                        return true;
+                    }
+                    if let Some((k, _)) = listing.get_key_value(name) {
+                        skipped.insert(k.as_str());
+                    }
+                    false
+                });
+            }
         }
 
         let announced = explicit || scanned.iter().any(|(_, _, p)| matches!(p, Plan::Evaluate));
@@ -739,6 +846,24 @@ impl Reloader {
         }
         outcome
     }
+}
+
+/// How many times one reload reads the document set while files keep
+/// being replaced under it, before it settles for the last read.
+const MAX_SCANS: u32 = 5;
+
+/// How long an implicit reload waits for the watcher to catch up with the
+/// events before its reads ended (normally tens of microseconds).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What each listed file is (device, inode; symlinks followed): a change
+/// means it was replaced.
+fn identities(listing: &BTreeMap<String, PathBuf>) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    listing
+        .values()
+        .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
 }
 
 /// The rejection of a valid document held back because `blocker` was

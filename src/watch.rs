@@ -26,6 +26,10 @@
 //!   rescan. A watched directory that is deleted, renamed away or replaced
 //!   is re-watched as soon as it reappears (its parent is watched while it
 //!   is gone, with a retry timer as a safety net), then a rescan is asked.
+//! - It keeps the barrier of [`Unsettled`] current: it counts the opens of
+//!   each watched directory itself, in order with every other event, so an
+//!   implicit reload can wait until every write that began before its reads
+//!   ended is known (and skip a file it read mid-write).
 //! - When inotify cannot be used (no instance, watch limit reached) the
 //!   watcher says so through [`WatchHealth`], logs `watch_degraded` at WARN,
 //!   keeps retrying, and the daemon keeps running on the poll.
@@ -401,12 +405,18 @@ impl Engine {
     fn setup(&mut self) {
         if self.notify.is_none() {
             let tx = self.tx.clone();
+            let roots: Vec<PathBuf> = self.dirs.iter().map(|d| d.abs.clone()).collect();
             let handler = move |res: notify::Result<notify::Event>| {
                 // Reads (the reloader's own included) are not changes; drop
-                // them here, before they cost a wake-up.
+                // them here, before they cost a wake-up. Except the opens
+                // of a watched directory itself: they are the barrier
+                // (see `Unsettled::catch_up`).
                 if let Ok(ev) = &res {
+                    let barrier = matches!(ev.kind, EventKind::Access(AccessKind::Open(_)))
+                        && ev.paths.first().is_some_and(|p| roots.contains(p));
                     if matches!(ev.kind, EventKind::Access(_))
                         && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write))
+                        && !barrier
                     {
                         return;
                     }
@@ -468,6 +478,9 @@ impl Engine {
             ))
         };
         let watching = state == DirState::Watching;
+        if let Some(d) = self.dirs.get(i) {
+            self.unsettled.set_watched(&d.given, watching);
+        }
         if watching && was != DirState::Watching {
             tracing::info!(event = "watch_started", dir = %abs.display(), "watching directory");
             // Whatever happened while it was not watched is unknown.
@@ -499,6 +512,7 @@ impl Engine {
         dir.state = DirState::Missing;
         let abs = dir.abs.clone();
         let given = dir.given.clone();
+        self.unsettled.set_watched(&given, false);
         if let Some(w) = self.notify.as_mut() {
             let _ = w.unwatch(&abs);
         }
@@ -698,6 +712,12 @@ impl Engine {
     /// An event about watched directory `i` itself.
     fn on_dir_self(&mut self, i: usize, kind: &EventKind, now: Instant) {
         match kind {
+            EventKind::Access(AccessKind::Open(_)) => {
+                // Every event before this open has been handled.
+                if let Some(d) = self.dirs.get(i).filter(|d| d.state == DirState::Watching) {
+                    self.unsettled.dir_opened(&d.given);
+                }
+            }
             EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                 self.dir_lost(i, now)
             }
@@ -740,6 +760,15 @@ impl Engine {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
             self.setup();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // No barrier may wait for a watcher that is gone.
+        for d in &self.dirs {
+            self.unsettled.set_watched(&d.given, false);
         }
     }
 }
