@@ -177,7 +177,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     println!("{trials} trials per operation; time from the finalizing syscall");
-    for op in ["rename-save", "in-place write+close", "ConfigMap ..data swap"] {
+    for op in [
+        "rename-save",
+        "in-place write+close",
+        "ConfigMap ..data swap",
+    ] {
         let bench = setup(op.starts_with("ConfigMap"))?;
         let mut to_signal = Vec::new();
         let mut to_publish = Vec::new();

@@ -10,11 +10,12 @@
 //! - Keeps a small state machine per path. A rename into place, the creation
 //!   of a symlink (or of a directory), a writer closing the file
 //!   (`IN_CLOSE_WRITE`) mean the content is complete: the reloader is
-//!   signalled immediately, from the event itself, with no timer on that
-//!   path. A bare modification (or the creation of a regular file) without a
-//!   close marks the path *unsettled* in the shared [`Unsettled`] set
-//!   (implicit reloads skip it) and waits for `debounce` of quiet, trailing
-//!   edge; then the path settles and the reloader is signalled.
+//!   signalled immediately, from `notify`'s event callback itself, with no
+//!   timer and no thread hop on that path. A bare modification (or the
+//!   creation of a regular file) without a close marks the path *unsettled*
+//!   in the shared [`Unsettled`] set (implicit reloads skip it) and waits
+//!   for `debounce` of quiet, trailing edge; then the path settles and the
+//!   reloader is signalled.
 //! - Events are hints, never truth: a signal says "look again"; the reloader
 //!   re-reads and compares hashes. Events on entries that cannot change what
 //!   is served by themselves (editor droppings such as `app.toml~`, `4913`,
@@ -22,25 +23,27 @@
 //!   again, but they are folded into one deferred signal `debounce` later,
 //!   so a reload never runs in the middle of an editor's save dance (vim
 //!   renames the original away before it writes the new file).
-//! - A queue overflow (`need_rescan`) or a watcher error asks for a full
-//!   rescan. A watched directory that is deleted, renamed away or replaced
-//!   is re-watched as soon as it reappears (its parent is watched while it
-//!   is gone, with a retry timer as a safety net), then a rescan is asked.
 //! - It keeps the barrier of [`Unsettled`] current: it counts the opens of
 //!   each watched directory itself, in order with every other event, so an
 //!   implicit reload can wait until every write that began before its reads
 //!   ended is known (and skip a file it read mid-write).
+//! - A queue overflow (`need_rescan`) or a watcher error asks for a full
+//!   rescan. A watched directory that is deleted, renamed away or replaced
+//!   is re-watched as soon as it reappears (its parent is watched while it
+//!   is gone, with a retry timer as a safety net), then a rescan is asked.
 //! - When inotify cannot be used (no instance, watch limit reached) the
 //!   watcher says so through [`WatchHealth`], logs `watch_degraded` at WARN,
 //!   keeps retrying, and the daemon keeps running on the poll.
 //!
 //! What it deliberately does not do: read files, decide what a document is,
 //! or touch the store. It never blocks the reloader; the reloader never
-//! waits for it.
+//! waits for it (except, bounded, at the barrier).
 //!
-//! Threads: `notify` runs its own inotify thread, which forwards events over
-//! a channel to one `hotconf-watch` thread that owns all state (so watches
-//! can be re-added, which `notify` forbids from inside its event handler).
+//! Threads: events are classified on `notify`'s inotify thread, in the
+//! callback, under a short lock ([`Core`]). One `hotconf-watch` thread owns
+//! the `notify` watcher and does what the callback must not (adding and
+//! removing watches from inside `notify`'s callback would deadlock): timers,
+//! (re-)watching directories, retries, health.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -73,11 +76,10 @@ pub enum WatchSignal {
 /// Whether file watching works; shared between the watcher (the only
 /// writer) and whoever reports status.
 ///
-/// Contract with the reloader (the only writer of `Status`): on every
-/// trigger it processes, the reloader copies [`WatchHealth::degraded`] into
-/// `Status.watch_degraded` (a status-only write when nothing else changed:
-/// no generation, no counters). The watcher sends a [`WatchSignal::Rescan`]
-/// whenever the health changes, so the status follows within one reload.
+/// The watcher sends a [`WatchSignal::Rescan`] whenever the health changes;
+/// `hotconf run` copies [`WatchHealth::degraded`] into
+/// `Status.watch_degraded` then (a status-only write: no generation, no
+/// counter, nobody woken).
 #[derive(Debug, Default)]
 pub struct WatchHealth {
     /// Why watching is degraded; `None` when every directory is watched.
@@ -111,24 +113,45 @@ impl WatchHealth {
 /// every inotify watch.
 #[derive(Debug)]
 pub struct Watcher {
-    /// Wakes the watching thread (events and stop share one queue).
+    /// Wakes the watcher thread (shares one queue with the callback's
+    /// requests).
     tx: Sender<Msg>,
     /// Joined on drop so no signal is sent after the watcher is gone.
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the watching thread receives.
+/// What the watcher thread receives.
+#[derive(Debug)]
 enum Msg {
-    /// A raw event (or error) from `notify`'s thread.
-    Event(notify::Result<notify::Event>),
+    /// Watched directory `i` itself disappeared (removed, renamed away).
+    DirLost(usize),
+    /// Something appeared at watched directory `i`'s path.
+    DirAppeared(usize),
+    /// Retry the inotify setup now (an error said the limits bit).
+    Setup,
+    /// A timer became due earlier than the thread was sleeping for.
+    Wake,
     /// Shut down.
     Stop,
 }
 
+/// The sink, callable from both threads.
+type Sink = Arc<Mutex<Box<dyn Fn(WatchSignal) + Send>>>;
+
+/// Calls the sink.
+fn emit(sink: &Sink, s: Option<WatchSignal>) {
+    if let Some(s) = s {
+        tracing::trace!(signal = ?s, "watch signal");
+        if let Ok(f) = sink.lock() {
+            f(s);
+        }
+    }
+}
+
 impl Watcher {
-    /// Starts watching `dirs` (non-recursively) on a new thread; `sink` is
-    /// called on that thread, must be quick, and must not block (in the
-    /// daemon it calls `ReloadHandle::request(Trigger::Watch)`).
+    /// Starts watching `dirs` (non-recursively); `sink` is called on
+    /// `notify`'s thread or on the watcher thread, must be quick, and must
+    /// not block (in the daemon it calls `ReloadHandle::request`).
     ///
     /// Never fails because of inotify: if watching cannot be set up, that is
     /// reported through `health` and retried. Fails only if the thread
@@ -141,20 +164,14 @@ impl Watcher {
         sink: impl Fn(WatchSignal) + Send + 'static,
     ) -> std::io::Result<Watcher> {
         let (tx, rx) = mpsc::channel();
-        let mut engine = Engine::new(
-            dirs,
-            debounce,
-            unsettled,
-            health,
-            Box::new(sink),
-            tx.clone(),
-        );
-        let thread = std::thread::Builder::new()
+        let sink: Sink = Arc::new(Mutex::new(Box::new(sink)));
+        let mut thread = WatchThread::new(dirs, debounce, unsettled, health, sink, tx.clone());
+        let handle = std::thread::Builder::new()
             .name("hotconf-watch".into())
-            .spawn(move || engine.run(rx))?;
+            .spawn(move || thread.run(rx))?;
         Ok(Watcher {
             tx,
-            thread: Some(thread),
+            thread: Some(handle),
         })
     }
 }
@@ -225,7 +242,245 @@ fn is_relevant(name: &OsStr, path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// State of one watched directory.
+/// A watched directory as the event callback sees it.
+#[derive(Debug)]
+struct DirView {
+    /// As configured: unsettled paths are `given.join(name)`, the paths the
+    /// reloader reads.
+    given: PathBuf,
+    /// Absolute form: what `notify` reports event paths under.
+    abs: PathBuf,
+    /// inotify watches it now (entry events are trusted).
+    watching: bool,
+}
+
+/// The per-path state machine, shared by `notify`'s callback (events) and
+/// the watcher thread (timers). Locked briefly; never held across a call
+/// into `notify` or into the sink.
+struct Core {
+    /// The configured directories (deduplicated by absolute path).
+    dirs: Vec<DirView>,
+    /// Quiet time before a bare modification is considered complete.
+    debounce: Duration,
+    /// Paths a writer is still producing, shared with the reloader.
+    unsettled: Arc<Unsettled>,
+    /// Unsettled entries and when they settle (`None`: never by time).
+    pending: HashMap<PathBuf, Option<Instant>>,
+    /// When to send the deferred "look again" (droppings, removals).
+    deferred: Option<Instant>,
+    /// Until when the watcher thread sleeps (`None`: until a message).
+    armed: Option<Instant>,
+}
+
+/// What the callback must do after releasing the lock.
+#[derive(Debug, Default)]
+struct After {
+    /// Signal to send.
+    signal: Option<WatchSignal>,
+    /// Messages for the watcher thread.
+    msgs: Vec<Msg>,
+}
+
+impl After {
+    /// Records a signal (a rescan supersedes a change).
+    fn want(&mut self, s: WatchSignal) {
+        self.signal = match (self.signal, s) {
+            (Some(WatchSignal::Rescan), _) | (_, WatchSignal::Rescan) => Some(WatchSignal::Rescan),
+            _ => Some(WatchSignal::Changed),
+        };
+    }
+}
+
+impl Core {
+    /// The earliest timer, if any.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .flatten()
+            .copied()
+            .chain(self.deferred)
+            .min()
+    }
+
+    /// Asks for a "look again" `debounce` from now unless one is already
+    /// due earlier (leading edge: a steady stream of droppings cannot
+    /// postpone it forever).
+    fn defer(&mut self, now: Instant) {
+        if self.deferred.is_none() {
+            self.deferred = Some(now.checked_add(self.debounce).unwrap_or(now));
+        }
+    }
+
+    /// Marks `key` complete.
+    fn settle(&mut self, key: &Path) {
+        if self.pending.remove(key).is_some() {
+            self.unsettled.remove(key);
+        }
+    }
+
+    /// Forgets every pending entry of directory `i` (it is gone).
+    fn forget_dir(&mut self, i: usize) {
+        let Some(given) = self.dirs.get(i).map(|d| d.given.clone()) else {
+            return;
+        };
+        let gone: Vec<PathBuf> = self
+            .pending
+            .keys()
+            .filter(|p| p.parent() == Some(given.as_path()))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.settle(&p);
+        }
+    }
+
+    /// Handles one raw event from `notify` (on its thread).
+    fn on_event(&mut self, res: notify::Result<notify::Event>, now: Instant) -> After {
+        let mut after = After::default();
+        let ev = match res {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(event = "watch_error", error = %e, "file watch error; rescanning");
+                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+                    after.msgs.push(Msg::Setup);
+                }
+                after.want(WatchSignal::Rescan);
+                return after;
+            }
+        };
+        if ev.need_rescan() {
+            tracing::warn!(
+                event = "watch_overflow",
+                "inotify queue overflowed; rescanning"
+            );
+            after.want(WatchSignal::Rescan);
+            return after;
+        }
+        for path in &ev.paths {
+            self.on_path(&ev.kind, path, now, &mut after);
+        }
+        // The watcher thread sleeps until `armed`: wake it if a timer is
+        // due earlier (a trailing-edge reset only moves timers later).
+        if let Some(next) = self.next_deadline() {
+            if self.armed.is_none_or(|armed| next < armed) {
+                self.armed = Some(next);
+                after.msgs.push(Msg::Wake);
+            }
+        }
+        after
+    }
+
+    /// Handles an event about `path`, which may be a watched directory
+    /// itself, an entry of one, or both (a directory inside another).
+    fn on_path(&mut self, kind: &EventKind, path: &Path, now: Instant, after: &mut After) {
+        if let Some(i) = self.dirs.iter().position(|d| d.abs == path) {
+            self.on_dir_self(i, kind, now, after);
+        }
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return;
+        };
+        let Some(given) = self
+            .dirs
+            .iter()
+            .find(|d| d.abs == parent && d.watching)
+            .map(|d| d.given.clone())
+        else {
+            // Seen through a parent watch, about another entry.
+            return;
+        };
+        let key = given.join(name);
+        let action = classify(kind, || {
+            std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
+        });
+        if action == Action::Ignore {
+            return;
+        }
+        let relevant = action != Action::Gone && is_relevant(name, path);
+        tracing::trace!(path = %key.display(), ?kind, ?action, relevant, "watch event");
+        match action {
+            Action::Ignore => {}
+            Action::Unsettle if relevant => {
+                self.unsettled.insert(&key);
+                self.pending.insert(key, now.checked_add(self.debounce));
+            }
+            Action::Unsettle => self.defer(now),
+            Action::Final if relevant => {
+                self.settle(&key);
+                after.want(WatchSignal::Changed);
+            }
+            // Metadata of a file still being written (vim sets its ACL
+            // before it closes): its close or its debounce will signal.
+            Action::Hint if relevant && self.pending.contains_key(&key) => {}
+            Action::Hint if relevant => after.want(WatchSignal::Changed),
+            Action::Final | Action::Hint => {
+                self.settle(&key);
+                self.defer(now);
+            }
+            Action::Gone => {
+                // Watch reloads never remove; a missing file is reported
+                // after `debounce` of absence: look then, not mid-save.
+                self.settle(&key);
+                self.defer(now);
+            }
+        }
+    }
+
+    /// An event about watched directory `i` itself.
+    fn on_dir_self(&mut self, i: usize, kind: &EventKind, now: Instant, after: &mut After) {
+        match kind {
+            EventKind::Access(AccessKind::Open(_)) => {
+                // Every event before this open has been handled.
+                if let Some(d) = self.dirs.get(i).filter(|d| d.watching) {
+                    self.unsettled.dir_opened(&d.given);
+                }
+            }
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                if let Some(d) = self.dirs.get_mut(i) {
+                    d.watching = false;
+                    self.unsettled.set_watched(&d.given, false);
+                }
+                self.forget_dir(i);
+                // Everything in it is gone: look again once things calm down.
+                self.defer(now);
+                after.msgs.push(Msg::DirLost(i));
+            }
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                // Recreated, renamed or re-linked into place: whatever was
+                // watched under this path before is not it any more.
+                if let Some(d) = self.dirs.get_mut(i) {
+                    d.watching = false;
+                    self.unsettled.set_watched(&d.given, false);
+                }
+                self.forget_dir(i);
+                after.msgs.push(Msg::DirAppeared(i));
+            }
+            _ => {}
+        }
+    }
+
+    /// Fires every timer that is due; returns the signal to send.
+    fn on_timers(&mut self, now: Instant) -> Option<WatchSignal> {
+        let mut signal = None;
+        let due: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, at)| at.is_some_and(|at| at <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            tracing::debug!(path = %p.display(), "modification settled after debounce");
+            self.settle(&p);
+            signal = Some(WatchSignal::Changed);
+        }
+        if self.deferred.is_some_and(|at| at <= now) {
+            self.deferred = None;
+            signal = Some(WatchSignal::Changed);
+        }
+        signal
+    }
+}
+
+/// State of one watched directory, as the watcher thread knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum DirState {
     /// inotify watches it.
@@ -236,13 +491,12 @@ enum DirState {
     Failed(String),
 }
 
-/// One configured directory.
+/// One configured directory, as the watcher thread knows it.
 #[derive(Debug)]
 struct Dir {
-    /// As configured: unsettled paths are `given.join(name)`, the paths the
-    /// reloader reads.
+    /// As configured (see [`DirView::given`]).
     given: PathBuf,
-    /// Absolute form: what `notify` reports event paths under.
+    /// Absolute form (see [`DirView::abs`]).
     abs: PathBuf,
     /// Watched or not, and why not.
     state: DirState,
@@ -251,45 +505,40 @@ struct Dir {
     link: bool,
 }
 
-/// The watching thread's state.
-struct Engine {
-    /// The configured directories (deduplicated by absolute path).
+/// The `hotconf-watch` thread: owns the `notify` watcher; (re-)watches
+/// directories, runs timers and retries, keeps the health.
+struct WatchThread {
+    /// The configured directories, in the same order as `Core::dirs`.
     dirs: Vec<Dir>,
-    /// Quiet time before a bare modification is considered complete.
-    debounce: Duration,
-    /// Paths a writer is still producing, shared with the reloader.
-    unsettled: Arc<Unsettled>,
+    /// Shared with `notify`'s callback.
+    core: Arc<Mutex<Core>>,
     /// Degradation reason, shared with the status.
     health: Arc<WatchHealth>,
     /// Where signals go.
-    sink: Box<dyn Fn(WatchSignal) + Send>,
-    /// Given to `notify`'s handler to forward events to this thread.
+    sink: Sink,
+    /// Given to `notify`'s callback to reach this thread.
     tx: Sender<Msg>,
     /// The inotify watcher; `None` when it cannot be created.
     notify: Option<RecommendedWatcher>,
     /// Why the inotify watcher cannot be created.
     notify_error: Option<String>,
-    /// Parents watched while a directory is missing, to see it come back.
+    /// Parents watched while a directory is missing or is a symlink.
     parents: HashSet<PathBuf>,
-    /// Unsettled entries and when they settle (`None`: never by time).
-    pending: HashMap<PathBuf, Option<Instant>>,
-    /// When to send the deferred "look again" (droppings, removals).
-    deferred: Option<Instant>,
     /// When to retry what failed (inotify setup, lost directories).
     retry_at: Option<Instant>,
-    /// The signal to send after the current batch of events.
+    /// The signal to send after the current round.
     outgoing: Option<WatchSignal>,
 }
 
-impl Engine {
+impl WatchThread {
     fn new(
         dirs: &[PathBuf],
         debounce: Duration,
         unsettled: Arc<Unsettled>,
         health: Arc<WatchHealth>,
-        sink: Box<dyn Fn(WatchSignal) + Send>,
+        sink: Sink,
         tx: Sender<Msg>,
-    ) -> Engine {
+    ) -> WatchThread {
         let cwd = std::env::current_dir().unwrap_or_default();
         let mut out: Vec<Dir> = Vec::new();
         for d in dirs {
@@ -307,95 +556,93 @@ impl Engine {
                 });
             }
         }
-        Engine {
-            dirs: out,
+        let core = Core {
+            dirs: out
+                .iter()
+                .map(|d| DirView {
+                    given: d.given.clone(),
+                    abs: d.abs.clone(),
+                    watching: false,
+                })
+                .collect(),
             debounce,
             unsettled,
+            pending: HashMap::new(),
+            deferred: None,
+            armed: None,
+        };
+        WatchThread {
+            dirs: out,
+            core: Arc::new(Mutex::new(core)),
             health,
             sink,
             tx,
             notify: None,
             notify_error: None,
             parents: HashSet::new(),
-            pending: HashMap::new(),
-            deferred: None,
             retry_at: None,
             outgoing: None,
         }
     }
 
-    /// The thread's main loop: events and timers until told to stop.
+    /// The thread's main loop: messages and timers until told to stop.
     fn run(&mut self, rx: Receiver<Msg>) {
         self.setup();
         // Whatever happened before the watches existed is unknown.
         self.want(WatchSignal::Rescan);
-        self.flush();
+        emit(&self.sink, self.outgoing.take());
         loop {
-            let msg = match self.next_deadline() {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(wait) {
-                        Ok(m) => Some(m),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
+            let deadline = {
+                let Ok(mut core) = self.core.lock() else {
+                    return;
+                };
+                let next = core.next_deadline().into_iter().chain(self.retry_at).min();
+                core.armed = next;
+                next
+            };
+            let msg = match deadline {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
                 None => match rx.recv() {
                     Ok(m) => Some(m),
                     Err(_) => return,
                 },
             };
-            // Take every event already queued before deciding anything: a
-            // save is several events, and the unsettling ones must be seen
-            // before a signal lets the reloader read.
             let mut next = msg;
             while let Some(m) = next {
                 match m {
                     Msg::Stop => return,
-                    Msg::Event(ev) => self.on_event(ev),
+                    Msg::DirLost(i) => self.dir_lost(i),
+                    Msg::DirAppeared(i) => self.dir_maybe_back(i),
+                    Msg::Setup => self.setup(),
+                    Msg::Wake => {}
                 }
                 next = rx.try_recv().ok();
             }
-            self.on_timers(Instant::now());
-            self.flush();
+            let now = Instant::now();
+            let fired = self.core.lock().ok().and_then(|mut c| c.on_timers(now));
+            if let Some(s) = fired {
+                self.want(s);
+            }
+            if self.retry_at.is_some_and(|at| at <= now) {
+                self.retry_at = None;
+                self.setup();
+            }
+            emit(&self.sink, self.outgoing.take());
         }
     }
 
-    /// Records that a signal should be sent after this batch (a rescan
-    /// supersedes a change).
+    /// Records that a signal should be sent after this round.
     fn want(&mut self, s: WatchSignal) {
-        self.outgoing = match (self.outgoing, s) {
-            (Some(WatchSignal::Rescan), _) | (_, WatchSignal::Rescan) => Some(WatchSignal::Rescan),
-            _ => Some(WatchSignal::Changed),
+        let mut a = After {
+            signal: self.outgoing,
+            msgs: Vec::new(),
         };
-    }
-
-    /// Sends the batch's signal, if any.
-    fn flush(&mut self) {
-        if let Some(s) = self.outgoing.take() {
-            tracing::trace!(signal = ?s, "watch signal");
-            (self.sink)(s);
-        }
-    }
-
-    /// Asks for a "look again" `debounce` from now unless one is already
-    /// due earlier (leading edge: a steady stream of droppings cannot
-    /// postpone it forever).
-    fn defer(&mut self, now: Instant) {
-        if self.deferred.is_none() {
-            self.deferred = Some(now.checked_add(self.debounce).unwrap_or(now));
-        }
-    }
-
-    /// The earliest timer, if any.
-    fn next_deadline(&self) -> Option<Instant> {
-        self.pending
-            .values()
-            .flatten()
-            .copied()
-            .chain(self.deferred)
-            .chain(self.retry_at)
-            .min()
+        a.want(s);
+        self.outgoing = a.signal;
     }
 
     // ---- setup and (re-)watching ------------------------------------------
@@ -404,26 +651,7 @@ impl Engine {
     /// watched yet. Called at start and on retries.
     fn setup(&mut self) {
         if self.notify.is_none() {
-            let tx = self.tx.clone();
-            let roots: Vec<PathBuf> = self.dirs.iter().map(|d| d.abs.clone()).collect();
-            let handler = move |res: notify::Result<notify::Event>| {
-                // Reads (the reloader's own included) are not changes; drop
-                // them here, before they cost a wake-up. Except the opens
-                // of a watched directory itself: they are the barrier
-                // (see `Unsettled::catch_up`).
-                if let Ok(ev) = &res {
-                    let barrier = matches!(ev.kind, EventKind::Access(AccessKind::Open(_)))
-                        && ev.paths.first().is_some_and(|p| roots.contains(p));
-                    if matches!(ev.kind, EventKind::Access(_))
-                        && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write))
-                        && !barrier
-                    {
-                        return;
-                    }
-                }
-                let _ = tx.send(Msg::Event(res));
-            };
-            match RecommendedWatcher::new(handler, notify::Config::default()) {
+            match RecommendedWatcher::new(self.callback(), notify::Config::default()) {
                 Ok(w) => {
                     self.notify = Some(w);
                     self.notify_error = None;
@@ -443,8 +671,40 @@ impl Engine {
         self.schedule_retry();
     }
 
-    /// Tries to watch directory `i`; updates its state. Returns whether it
-    /// is watched now.
+    /// `notify`'s event callback: classify under the lock, then signal and
+    /// forward what needs this thread.
+    fn callback(&self) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+        let core = self.core.clone();
+        let sink = self.sink.clone();
+        let tx = self.tx.clone();
+        let roots: Vec<PathBuf> = self.dirs.iter().map(|d| d.abs.clone()).collect();
+        move |res: notify::Result<notify::Event>| {
+            // Reads (the reloader's own included) are not changes; drop
+            // them before they cost anything. Except the opens of a watched
+            // directory itself: they are the barrier (`Unsettled::catch_up`).
+            if let Ok(ev) = &res {
+                let barrier = matches!(ev.kind, EventKind::Access(AccessKind::Open(_)))
+                    && ev.paths.first().is_some_and(|p| roots.contains(p));
+                if matches!(ev.kind, EventKind::Access(_))
+                    && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    && !barrier
+                {
+                    return;
+                }
+            }
+            let after = match core.lock() {
+                Ok(mut c) => c.on_event(res, Instant::now()),
+                Err(_) => return,
+            };
+            emit(&sink, after.signal);
+            for m in after.msgs {
+                let _ = tx.send(m);
+            }
+        }
+    }
+
+    /// Tries to watch directory `i`; updates its state (here and in the
+    /// core). Returns whether it is watched now.
     fn try_watch(&mut self, i: usize) -> bool {
         let Some(dir) = self.dirs.get(i) else {
             return false;
@@ -478,20 +738,17 @@ impl Engine {
             ))
         };
         let watching = state == DirState::Watching;
-        if let Some(d) = self.dirs.get(i) {
-            self.unsettled.set_watched(&d.given, watching);
+        if let Ok(mut guard) = self.core.lock() {
+            let core = &mut *guard;
+            if let Some(d) = core.dirs.get_mut(i) {
+                d.watching = watching;
+                core.unsettled.set_watched(&d.given, watching);
+            }
         }
         if watching && was != DirState::Watching {
             tracing::info!(event = "watch_started", dir = %abs.display(), "watching directory");
             // Whatever happened while it was not watched is unknown.
             self.want(WatchSignal::Rescan);
-        }
-        if state == DirState::Missing && was == DirState::Watching {
-            tracing::warn!(
-                event = "watch_dir_missing",
-                dir = %abs.display(),
-                "watched directory is gone; watching for it to come back"
-            );
         }
         if let Some(d) = self.dirs.get_mut(i) {
             d.state = state;
@@ -500,33 +757,18 @@ impl Engine {
         watching
     }
 
-    /// Directory `i` was deleted, renamed away or replaced: drop its watch
-    /// and its pending entries, then re-watch whatever is at its path now.
-    fn dir_lost(&mut self, i: usize, now: Instant) {
+    /// Directory `i` was deleted or renamed away (the core already stopped
+    /// trusting its events): drop its watch, then re-watch whatever is at
+    /// its path now.
+    fn dir_lost(&mut self, i: usize) {
         let Some(dir) = self.dirs.get_mut(i) else {
             return;
         };
-        if dir.state == DirState::Watching {
-            tracing::debug!(dir = %dir.abs.display(), "watched directory lost");
-        }
         dir.state = DirState::Missing;
         let abs = dir.abs.clone();
-        let given = dir.given.clone();
-        self.unsettled.set_watched(&given, false);
         if let Some(w) = self.notify.as_mut() {
             let _ = w.unwatch(&abs);
         }
-        let gone: Vec<PathBuf> = self
-            .pending
-            .keys()
-            .filter(|p| p.parent() == Some(given.as_path()))
-            .cloned()
-            .collect();
-        for p in gone {
-            self.settle(&p);
-        }
-        // Look again (everything in it is gone) once things calm down.
-        self.defer(now);
         self.dir_maybe_back(i);
         if self.dirs.get(i).map(|d| d.state == DirState::Missing) == Some(true) {
             tracing::warn!(
@@ -539,6 +781,12 @@ impl Engine {
 
     /// Something appeared at directory `i`'s path (or may have): watch it.
     fn dir_maybe_back(&mut self, i: usize) {
+        if let Some(d) = self.dirs.get_mut(i) {
+            // Whatever was watched under this path may not be it any more.
+            if d.state == DirState::Watching {
+                d.state = DirState::Missing;
+            }
+        }
         if !self.try_watch(i) {
             self.reconcile_parents();
             // It may have come back before the parent watch existed.
@@ -621,154 +869,15 @@ impl Engine {
             self.want(WatchSignal::Rescan);
         }
     }
-
-    // ---- events -----------------------------------------------------------
-
-    /// Handles one raw event from `notify`.
-    fn on_event(&mut self, res: notify::Result<notify::Event>) {
-        let now = Instant::now();
-        let ev = match res {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(event = "watch_error", error = %e, "file watch error; rescanning");
-                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    self.setup();
-                }
-                self.want(WatchSignal::Rescan);
-                return;
-            }
-        };
-        if ev.need_rescan() {
-            tracing::warn!(
-                event = "watch_overflow",
-                "inotify queue overflowed; rescanning"
-            );
-            self.want(WatchSignal::Rescan);
-            return;
-        }
-        for path in &ev.paths {
-            self.on_path(&ev.kind, path, now);
-        }
-    }
-
-    /// Handles an event about `path`, which may be a watched directory
-    /// itself, an entry of one, or both (a directory inside another).
-    fn on_path(&mut self, kind: &EventKind, path: &Path, now: Instant) {
-        if let Some(i) = self.dirs.iter().position(|d| d.abs == path) {
-            self.on_dir_self(i, kind, now);
-        }
-        let Some(parent) = path.parent() else {
-            return;
-        };
-        let Some(name) = path.file_name() else {
-            return;
-        };
-        let Some(given) = self
-            .dirs
-            .iter()
-            .find(|d| d.abs == parent && d.state == DirState::Watching)
-            .map(|d| d.given.clone())
-        else {
-            // An event seen through a parent watch, about another entry.
-            return;
-        };
-        let key = given.join(name);
-        let action = classify(kind, || {
-            std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
-        });
-        if action == Action::Ignore {
-            return;
-        }
-        let relevant = action != Action::Gone && is_relevant(name, path);
-        tracing::trace!(path = %key.display(), ?kind, ?action, relevant, "watch event");
-        match action {
-            Action::Ignore => {}
-            Action::Unsettle if relevant => {
-                self.unsettled.insert(&key);
-                self.pending.insert(key, now.checked_add(self.debounce));
-            }
-            Action::Unsettle => self.defer(now),
-            Action::Final if relevant => {
-                self.settle(&key);
-                self.want(WatchSignal::Changed);
-            }
-            // Metadata of a file still being written (vim sets its ACL
-            // before it closes): its close or its debounce will signal.
-            Action::Hint if relevant && self.pending.contains_key(&key) => {}
-            Action::Hint if relevant => self.want(WatchSignal::Changed),
-            Action::Final | Action::Hint => {
-                self.settle(&key);
-                self.defer(now);
-            }
-            Action::Gone => {
-                // Watch reloads never remove; a missing file is reported
-                // after `debounce` of absence: look then, not mid-save.
-                self.settle(&key);
-                self.defer(now);
-            }
-        }
-    }
-
-    /// An event about watched directory `i` itself.
-    fn on_dir_self(&mut self, i: usize, kind: &EventKind, now: Instant) {
-        match kind {
-            EventKind::Access(AccessKind::Open(_)) => {
-                // Every event before this open has been handled.
-                if let Some(d) = self.dirs.get(i).filter(|d| d.state == DirState::Watching) {
-                    self.unsettled.dir_opened(&d.given);
-                }
-            }
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                self.dir_lost(i, now)
-            }
-            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                // Recreated, renamed or symlinked into place: whatever was
-                // watched under this path before is not it any more.
-                if let Some(d) = self.dirs.get_mut(i) {
-                    d.state = DirState::Missing;
-                }
-                self.dir_maybe_back(i);
-            }
-            _ => {}
-        }
-    }
-
-    /// Marks `key` complete.
-    fn settle(&mut self, key: &Path) {
-        if self.pending.remove(key).is_some() {
-            self.unsettled.remove(key);
-        }
-    }
-
-    /// Fires every timer that is due.
-    fn on_timers(&mut self, now: Instant) {
-        let due: Vec<PathBuf> = self
-            .pending
-            .iter()
-            .filter(|(_, at)| at.is_some_and(|at| at <= now))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in due {
-            tracing::debug!(path = %p.display(), "modification settled after debounce");
-            self.settle(&p);
-            self.want(WatchSignal::Changed);
-        }
-        if self.deferred.is_some_and(|at| at <= now) {
-            self.deferred = None;
-            self.want(WatchSignal::Changed);
-        }
-        if self.retry_at.is_some_and(|at| at <= now) {
-            self.retry_at = None;
-            self.setup();
-        }
-    }
 }
 
-impl Drop for Engine {
+impl Drop for WatchThread {
     fn drop(&mut self) {
         // No barrier may wait for a watcher that is gone.
-        for d in &self.dirs {
-            self.unsettled.set_watched(&d.given, false);
+        if let Ok(core) = self.core.lock() {
+            for d in &core.dirs {
+                core.unsettled.set_watched(&d.given, false);
+            }
         }
     }
 }
