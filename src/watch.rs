@@ -46,7 +46,7 @@
 //! (re-)watching directories, retries, health.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -129,6 +129,9 @@ enum Msg {
     DirAppeared(usize),
     /// Retry the inotify setup now (an error said the limits bit).
     Setup,
+    /// A symlink (or something links resolve through) changed: resolve the
+    /// links again and watch their targets' directories.
+    Relink,
     /// A timer became due earlier than the thread was sleeping for.
     Wake,
     /// Shut down.
@@ -270,6 +273,13 @@ struct Core {
     deferred: Option<Instant>,
     /// Until when the watcher thread sleeps (`None`: until a message).
     armed: Option<Instant>,
+    /// Symlinks in watched directories: absolute path → key (the path the
+    /// reloader reads).
+    links: HashMap<PathBuf, PathBuf>,
+    /// Where those links lead, for links to files outside the watched
+    /// directories: target directory → target file name → keys. Events
+    /// there are events on the links (notify-rs/notify#381).
+    targets: HashMap<PathBuf, HashMap<OsString, Vec<PathBuf>>>,
 }
 
 /// What the callback must do after releasing the lock.
@@ -332,6 +342,8 @@ impl Core {
         for p in gone {
             self.settle(&p);
         }
+        self.links
+            .retain(|_, key| key.parent() != Some(given.as_path()));
     }
 
     /// Handles one raw event from `notify` (on its thread).
@@ -385,18 +397,63 @@ impl Core {
             .find(|d| d.abs == parent && d.watching)
             .map(|d| d.given.clone())
         else {
-            // Seen through a parent watch, about another entry.
+            // A symlink target's directory: the event is about the links.
+            let keys = self
+                .targets
+                .get(parent)
+                .and_then(|names| names.get(name))
+                .cloned()
+                .unwrap_or_default();
+            for key in keys {
+                let action = classify(kind, || {
+                    std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
+                });
+                if matches!(action, Action::Gone | Action::Final) {
+                    // The target was replaced or removed: resolve again.
+                    after.msgs.push(Msg::Relink);
+                }
+                self.apply(key, action, true, now, after);
+            }
+            // Otherwise seen through a parent watch, about another entry.
             return;
         };
         let key = given.join(name);
-        let action = classify(kind, || {
-            std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
-        });
+        let lstat = std::fs::symlink_metadata(path).ok().map(|m| m.file_type());
+        let action = classify(kind, || lstat);
         if action == Action::Ignore {
             return;
         }
+        // Keep the set of links current; a link, or a directory links may
+        // resolve through (`..data`), changing means resolving again.
+        let structural = matches!(
+            kind,
+            EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        if structural {
+            let is_link = lstat.is_some_and(|t| t.is_symlink());
+            let was_link = if is_link {
+                self.links.insert(path.to_path_buf(), key.clone()).is_some()
+            } else {
+                self.links.remove(path).is_some()
+            };
+            if is_link || was_link || lstat.is_some_and(|t| t.is_dir()) {
+                after.msgs.push(Msg::Relink);
+            }
+        }
         let relevant = action != Action::Gone && is_relevant(name, path);
         tracing::trace!(path = %key.display(), ?kind, ?action, relevant, "watch event");
+        self.apply(key, action, relevant, now, after);
+    }
+
+    /// Applies `action` to the entry read as `key`.
+    fn apply(
+        &mut self,
+        key: PathBuf,
+        action: Action,
+        relevant: bool,
+        now: Instant,
+        after: &mut After,
+    ) {
         match action {
             Action::Ignore => {}
             Action::Unsettle if relevant => {
@@ -524,6 +581,8 @@ struct WatchThread {
     notify_error: Option<String>,
     /// Parents watched while a directory is missing or is a symlink.
     parents: HashSet<PathBuf>,
+    /// Directories watched because symlinked documents lead there.
+    target_dirs: HashSet<PathBuf>,
     /// When to retry what failed (inotify setup, lost directories).
     retry_at: Option<Instant>,
     /// The signal to send after the current round.
@@ -570,6 +629,8 @@ impl WatchThread {
             pending: HashMap::new(),
             deferred: None,
             armed: None,
+            links: HashMap::new(),
+            targets: HashMap::new(),
         };
         WatchThread {
             dirs: out,
@@ -580,6 +641,7 @@ impl WatchThread {
             notify: None,
             notify_error: None,
             parents: HashSet::new(),
+            target_dirs: HashSet::new(),
             retry_at: None,
             outgoing: None,
         }
@@ -611,6 +673,7 @@ impl WatchThread {
                     Err(_) => return,
                 },
             };
+            let mut relink = false;
             let mut next = msg;
             while let Some(m) = next {
                 match m {
@@ -618,9 +681,13 @@ impl WatchThread {
                     Msg::DirLost(i) => self.dir_lost(i),
                     Msg::DirAppeared(i) => self.dir_maybe_back(i),
                     Msg::Setup => self.setup(),
+                    Msg::Relink => relink = true,
                     Msg::Wake => {}
                 }
                 next = rx.try_recv().ok();
+            }
+            if relink {
+                self.relink();
             }
             let now = Instant::now();
             let fired = self.core.lock().ok().and_then(|mut c| c.on_timers(now));
@@ -714,6 +781,13 @@ impl WatchThread {
         let link = std::fs::symlink_metadata(&abs)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
+        // The links already there (listed before the watch exists, so the
+        // listing is not an event).
+        let links = if was == DirState::Watching {
+            None
+        } else {
+            Some(list_links(&abs, &dir.given))
+        };
         let state = if !abs.is_dir() {
             DirState::Missing
         } else if let Some(w) = self.notify.as_mut() {
@@ -744,6 +818,12 @@ impl WatchThread {
                 d.watching = watching;
                 core.unsettled.set_watched(&d.given, watching);
             }
+            if let (true, Some(links)) = (watching, links) {
+                core.links.extend(links);
+            }
+        }
+        if watching && was != DirState::Watching {
+            self.relink();
         }
         if watching && was != DirState::Watching {
             tracing::info!(event = "watch_started", dir = %abs.display(), "watching directory");
@@ -815,13 +895,83 @@ impl WatchThread {
             .collect();
         let stale: Vec<PathBuf> = self.parents.difference(&desired).cloned().collect();
         for p in stale {
-            let _ = w.unwatch(&p);
+            if !self.target_dirs.contains(&p) {
+                let _ = w.unwatch(&p);
+            }
             self.parents.remove(&p);
         }
         for p in desired {
             if !self.parents.contains(&p) && w.watch(&p, RecursiveMode::NonRecursive).is_ok() {
                 self.parents.insert(p);
             }
+        }
+    }
+
+    /// Resolves every known link and watches the directories of targets
+    /// outside the watched directories (and only those), so an in-place
+    /// edit or a rename-save of a link's target is seen.
+    fn relink(&mut self) {
+        let links: Vec<(PathBuf, PathBuf)> = match self.core.lock() {
+            Ok(c) => c
+                .links
+                .iter()
+                .map(|(a, k)| (a.clone(), k.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        let own: HashSet<&PathBuf> = self.dirs.iter().map(|d| &d.abs).collect();
+        let mut wanted: HashMap<PathBuf, HashMap<OsString, Vec<PathBuf>>> = HashMap::new();
+        for (abs, key) in links {
+            let Ok(target) = std::fs::canonicalize(&abs) else {
+                continue;
+            };
+            if !target.is_file() {
+                continue;
+            }
+            if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
+                if !own.contains(&dir.to_path_buf()) {
+                    wanted
+                        .entry(dir.to_path_buf())
+                        .or_default()
+                        .entry(name.to_os_string())
+                        .or_default()
+                        .push(key);
+                }
+            }
+        }
+        if let Some(w) = self.notify.as_mut() {
+            let stale: Vec<PathBuf> = self
+                .target_dirs
+                .iter()
+                .filter(|d| !wanted.contains_key(*d))
+                .cloned()
+                .collect();
+            for d in stale {
+                if !self.parents.contains(&d) {
+                    let _ = w.unwatch(&d);
+                }
+                self.target_dirs.remove(&d);
+            }
+            let mut failed = Vec::new();
+            for d in wanted.keys() {
+                if !self.target_dirs.contains(d) {
+                    if w.watch(d, RecursiveMode::NonRecursive).is_ok() {
+                        self.target_dirs.insert(d.clone());
+                    } else {
+                        failed.push(d.clone());
+                    }
+                }
+            }
+            for d in failed {
+                // Not watched: such a target is seen by the poll only.
+                tracing::debug!(dir = %d.display(), "cannot watch a symlink target's directory");
+                wanted.remove(&d);
+            }
+        } else {
+            wanted.clear();
+        }
+        if let Ok(mut c) = self.core.lock() {
+            c.targets = wanted;
         }
     }
 
@@ -869,6 +1019,18 @@ impl WatchThread {
             self.want(WatchSignal::Rescan);
         }
     }
+}
+
+/// The symlinks in `dir` (absolute path → `given.join(name)`).
+fn list_links(dir: &Path, given: &Path) -> HashMap<PathBuf, PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .map(|e| (e.path(), given.join(e.file_name())))
+        .collect()
 }
 
 impl Drop for WatchThread {

@@ -432,6 +432,32 @@ fn kubernetes_configmap_swap() {
 }
 
 #[test]
+fn symlinked_document_whose_target_is_edited_elsewhere() {
+    // notify-rs/notify#381: changes to a symlink's target are invisible to a
+    // watch on the directory holding the link. hotconf also watches the
+    // directories of its documents' targets.
+    let env = Env::new();
+    env.write_schema("app", &schema_app());
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let target = elsewhere.join("app.toml");
+    std::fs::write(&target, doc(0, "target 0")).expect("write");
+    std::os::unix::fs::symlink(&target, env.configs.join("app.toml")).expect("ln");
+    let hot = Hot::spawn(env, &[]);
+    hot.expect_served("app", &doc(0, "target 0"), "initial");
+    for i in 1..=3 {
+        let text = doc(i, &format!("target in place {i}"));
+        std::fs::write(&target, &text).expect("write target");
+        hot.expect_served("app", &text, "target edited in place");
+        let text = doc(i, &format!("target renamed {i}"));
+        let tmp = elsewhere.join(".app.toml.tmp");
+        std::fs::write(&tmp, &text).expect("write tmp");
+        std::fs::rename(&tmp, &target).expect("rename");
+        hot.expect_served("app", &text, "target rename-saved");
+    }
+}
+
+#[test]
 fn editor_droppings_never_become_documents() {
     let hot = Hot::start(&["app"], &[]);
     let dir = &hot.env.configs;

@@ -346,3 +346,52 @@ fn reads_do_not_signal() {
     }
     assert_eq!(rig.next(Duration::from_millis(300)), None);
 }
+
+#[test]
+fn symlink_targets_outside_the_directory_are_watched() {
+    // notify-rs/notify#381: a watch on a directory says nothing about the
+    // files its symlinks point to. Documents that are symlinks elsewhere
+    // must still be seen when their target is edited.
+    let rig = Rig::new(Duration::from_secs(30));
+    let elsewhere = rig.dir.with_file_name("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join("real.toml"), "v = 0\n").expect("write");
+    std::os::unix::fs::symlink(elsewhere.join("real.toml"), rig.path("app.toml")).expect("ln");
+    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "the link itself");
+    rig.drain(Duration::from_millis(200));
+    let key = rig.path("app.toml");
+    for i in 1..=3 {
+        // In place, with a pause: unsettled under the link's path.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(elsewhere.join("real.toml"))
+            .expect("open target");
+        f.write_all(format!("v = {i}\n").as_bytes()).expect("write");
+        assert!(
+            wait_until(DEADLINE, || rig.unsettled.contains(&key)),
+            "target mid-write marks the link unsettled"
+        );
+        drop(f);
+        assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "target closed");
+        assert!(!rig.unsettled.contains(&key));
+        // Rename-save of the target.
+        rename_save(&elsewhere, "real.toml", &format!("v = {i}0\n"));
+        assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "target renamed");
+        rig.drain(Duration::from_millis(100));
+    }
+    // Re-pointing the link moves the watch to the new target's directory.
+    let other = rig.dir.with_file_name("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("real.toml"), "v = 100\n").expect("write");
+    let tmp = rig.path(".app.toml.lnk");
+    std::os::unix::fs::symlink(other.join("real.toml"), &tmp).expect("ln tmp");
+    std::fs::rename(&tmp, rig.path("app.toml")).expect("ln -sf");
+    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "link re-pointed");
+    rig.drain(Duration::from_millis(200));
+    std::fs::write(other.join("real.toml"), "v = 101\n").expect("write new target");
+    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "new target watched");
+    rig.drain(Duration::from_millis(200));
+    std::fs::write(elsewhere.join("real.toml"), "v = 102\n").expect("write old target");
+    assert_eq!(rig.next(Duration::from_millis(300)), None, "old target unwatched");
+}
