@@ -10,7 +10,8 @@
 //! cargo run --release --example watch_latency -- [TRIALS]
 //! ```
 //!
-//! Also reports the watcher alone (syscall → signal), without the reloader.
+//! Also reports the watcher alone (syscall → its signal) and, as the floor,
+//! a bare `notify` callback that only takes the time (syscall → callback).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -163,12 +164,72 @@ fn report(what: &str, mut v: Vec<Duration>) {
     v.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "{what:<34} n={:<4} p50={:>8.1} µs  p99={:>8.1} µs  max={:>8.1} µs",
+        "{what:<45} n={:<4} p50={:>8.1} µs  p99={:>8.1} µs  max={:>8.1} µs",
         v.len(),
         us(percentile(&v, 0.50)),
         us(percentile(&v, 0.99)),
         us(v.last().copied().unwrap_or_default()),
     );
+}
+
+/// The floor: the same operations seen by a bare `notify` callback that
+/// does nothing but take the time (syscall → callback).
+fn baseline(op: &str, trials: usize) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    use notify::Watcher as _;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    if op.starts_with("ConfigMap") {
+        configmap_version(&dir, 0)?;
+        std::os::unix::fs::symlink("..data/app.toml", dir.join("app.toml"))?;
+    } else {
+        std::fs::write(dir.join("app.toml"), "v = 0\n")?;
+    }
+    let (tx, rx) = channel::<(Instant, notify::EventKind, Option<std::ffi::OsString>)>();
+    let mut w = notify::recommended_watcher(move |r: notify::Result<notify::Event>| {
+        let now = Instant::now();
+        if let Ok(e) = r {
+            let name = e
+                .paths
+                .first()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_os_string());
+            let _ = tx.send((now, e.kind, name));
+        }
+    })?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    let mut out = Vec::new();
+    for i in 1..=trials {
+        let t = trial(op, &dir, i)?;
+        let t_end = t + Duration::from_secs(10);
+        loop {
+            let (at, kind, name) =
+                rx.recv_timeout(t_end.saturating_duration_since(Instant::now()))?;
+            let done = match op {
+                "in-place write+close" => {
+                    kind == notify::EventKind::Access(notify::event::AccessKind::Close(
+                        notify::event::AccessMode::Write,
+                    ))
+                }
+                "rename-save" => {
+                    kind == notify::EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::To,
+                    )) && name.as_deref() == Some(std::ffi::OsStr::new("app.toml"))
+                }
+                _ => {
+                    kind == notify::EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::To,
+                    )) && name.as_deref() == Some(std::ffi::OsStr::new("..data"))
+                }
+            };
+            if done && at >= t {
+                out.push(at.saturating_duration_since(t));
+                break;
+            }
+        }
+        std::thread::sleep(GAP);
+        while rx.try_recv().is_ok() {}
+    }
+    Ok(out)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -205,6 +266,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         report(&format!("{op}: → published"), to_publish);
         report(&format!("{op}: → watcher signal"), to_signal);
+        report(
+            &format!("{op}: → bare notify callback"),
+            baseline(op, trials)?,
+        );
     }
     Ok(())
 }

@@ -232,17 +232,28 @@ fn classify(kind: &EventKind, lstat: impl FnOnce() -> Option<std::fs::FileType>)
 }
 
 /// Whether an entry can change what is served by itself: a TOML or JSON
-/// file that is not hidden, or a symlink or directory (ConfigMap `..data`
-/// and its timestamped directories, through which documents resolve).
-/// Everything else (editor droppings, temp files) is looked at later.
-fn is_relevant(name: &OsStr, path: &Path) -> bool {
+/// file that is not hidden, a symlink or directory that is not hidden, or a
+/// hidden symlink or directory renamed into place (the ConfigMap `..data`
+/// swap, through which documents resolve). Everything else (editor
+/// droppings, temp files, the ConfigMap's new `..TIMESTAMP` directory and
+/// `..data_tmp` link before the swap) is looked at later. `lstat` is what
+/// the entry is, when the caller already knows.
+fn is_relevant(
+    name: &OsStr,
+    path: &Path,
+    lstat: Option<std::fs::FileType>,
+    renamed_into_place: bool,
+) -> bool {
     let name = name.to_string_lossy();
-    if !name.starts_with('.') && (name.ends_with(".toml") || name.ends_with(".json")) {
+    let hidden = name.starts_with('.');
+    if !hidden && (name.ends_with(".toml") || name.ends_with(".json")) {
         return true;
     }
-    std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_symlink() || m.is_dir())
-        .unwrap_or(false)
+    if hidden && !renamed_into_place {
+        return false;
+    }
+    let t = lstat.or_else(|| std::fs::symlink_metadata(path).ok().map(|m| m.file_type()));
+    t.is_some_and(|t| t.is_symlink() || t.is_dir())
 }
 
 /// A watched directory as the event callback sees it.
@@ -418,17 +429,24 @@ impl Core {
             return;
         };
         let key = given.join(name);
-        let lstat = std::fs::symlink_metadata(path).ok().map(|m| m.file_type());
+        // What the entry is now: one lstat, only when it matters (a
+        // creation or a rename; the callback's cost delays later events).
+        let structural = matches!(
+            kind,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
+        ) || matches!(kind, EventKind::Remove(_));
+        let lstat = match kind {
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                std::fs::symlink_metadata(path).ok().map(|m| m.file_type())
+            }
+            _ => None,
+        };
         let action = classify(kind, || lstat);
         if action == Action::Ignore {
             return;
         }
         // Keep the set of links current; a link, or a directory links may
         // resolve through (`..data`), changing means resolving again.
-        let structural = matches!(
-            kind,
-            EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-        );
         if structural {
             let is_link = lstat.is_some_and(|t| t.is_symlink());
             let was_link = if is_link {
@@ -440,7 +458,8 @@ impl Core {
                 after.msgs.push(Msg::Relink);
             }
         }
-        let relevant = action != Action::Gone && is_relevant(name, path);
+        let renamed_into_place = *kind == EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let relevant = action != Action::Gone && is_relevant(name, path, lstat, renamed_into_place);
         tracing::trace!(path = %key.display(), ?kind, ?action, relevant, "watch event");
         self.apply(key, action, relevant, now, after);
     }
@@ -1133,7 +1152,10 @@ mod tests {
     fn relevance_by_name() {
         let nowhere = Path::new("/nonexistent/hotconf/x");
         for name in ["app.toml", "app.schema.json", "common.json"] {
-            assert!(is_relevant(OsStr::new(name), nowhere), "{name}");
+            assert!(
+                is_relevant(OsStr::new(name), nowhere, None, false),
+                "{name}"
+            );
         }
         for name in [
             "app.toml~",
@@ -1142,10 +1164,25 @@ mod tests {
             ".app.toml.tmp",
             "sedAb12Cd",
         ] {
-            assert!(!is_relevant(OsStr::new(name), nowhere), "{name}");
+            assert!(
+                !is_relevant(OsStr::new(name), nowhere, None, false),
+                "{name}"
+            );
         }
-        // `..data` matters when it is a symlink or a directory.
-        assert!(is_relevant(OsStr::new("..data"), Path::new("/")));
+        // `..data` matters when it is a symlink or a directory renamed into
+        // place; its creation (as `..data_tmp`) is looked at later.
+        assert!(is_relevant(
+            OsStr::new("..data"),
+            Path::new("/"),
+            None,
+            true
+        ));
+        assert!(!is_relevant(
+            OsStr::new("..data_tmp"),
+            Path::new("/"),
+            None,
+            false
+        ));
     }
 
     #[test]

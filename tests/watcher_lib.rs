@@ -357,7 +357,11 @@ fn symlink_targets_outside_the_directory_are_watched() {
     std::fs::create_dir(&elsewhere).expect("mkdir");
     std::fs::write(elsewhere.join("real.toml"), "v = 0\n").expect("write");
     std::os::unix::fs::symlink(elsewhere.join("real.toml"), rig.path("app.toml")).expect("ln");
-    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "the link itself");
+    assert_eq!(
+        rig.next(DEADLINE),
+        Some(WatchSignal::Changed),
+        "the link itself"
+    );
     rig.drain(Duration::from_millis(200));
     let key = rig.path("app.toml");
     for i in 1..=3 {
@@ -373,11 +377,19 @@ fn symlink_targets_outside_the_directory_are_watched() {
             "target mid-write marks the link unsettled"
         );
         drop(f);
-        assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "target closed");
+        assert_eq!(
+            rig.next(DEADLINE),
+            Some(WatchSignal::Changed),
+            "target closed"
+        );
         assert!(!rig.unsettled.contains(&key));
         // Rename-save of the target.
         rename_save(&elsewhere, "real.toml", &format!("v = {i}0\n"));
-        assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "target renamed");
+        assert_eq!(
+            rig.next(DEADLINE),
+            Some(WatchSignal::Changed),
+            "target renamed"
+        );
         rig.drain(Duration::from_millis(100));
     }
     // Re-pointing the link moves the watch to the new target's directory.
@@ -387,11 +399,23 @@ fn symlink_targets_outside_the_directory_are_watched() {
     let tmp = rig.path(".app.toml.lnk");
     std::os::unix::fs::symlink(other.join("real.toml"), &tmp).expect("ln tmp");
     std::fs::rename(&tmp, rig.path("app.toml")).expect("ln -sf");
-    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "link re-pointed");
+    assert_eq!(
+        rig.next(DEADLINE),
+        Some(WatchSignal::Changed),
+        "link re-pointed"
+    );
     rig.drain(Duration::from_millis(200));
     std::fs::write(other.join("real.toml"), "v = 101\n").expect("write new target");
-    assert_eq!(rig.next(DEADLINE), Some(WatchSignal::Changed), "new target watched");
+    assert_eq!(
+        rig.next(DEADLINE),
+        Some(WatchSignal::Changed),
+        "new target watched"
+    );
     rig.drain(Duration::from_millis(200));
     std::fs::write(elsewhere.join("real.toml"), "v = 102\n").expect("write old target");
-    assert_eq!(rig.next(Duration::from_millis(300)), None, "old target unwatched");
+    assert_eq!(
+        rig.next(Duration::from_millis(300)),
+        None,
+        "old target unwatched"
+    );
 }
