@@ -18,6 +18,8 @@
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the one writer of the store.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
+//! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
+//! - [`paths`]: where the socket is, for daemon and client alike.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -25,8 +27,11 @@
 
 pub mod cli;
 pub mod client;
+pub mod control;
 pub mod daemon;
 pub mod document;
+pub mod metrics;
+pub mod paths;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
