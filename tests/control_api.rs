@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use hotconf::control::{Context, ReloadFuture, Reloader, Running, Server, ServerOptions};
+use hotconf::control::{Context, ReloadFuture, ReloadService, Running, Server, ServerOptions};
 use hotconf::control::{Limits, SocketOptions};
 use hotconf::metrics::Metrics;
 use hotconf::reload::{ReloadObserver, ReloaderGone};
@@ -29,7 +29,7 @@ struct FakeReloader {
     next: Mutex<Option<Prepared>>,
 }
 
-impl Reloader for FakeReloader {
+impl ReloadService for FakeReloader {
     fn reload(&self, trigger: Trigger) -> ReloadFuture<'_> {
         Box::pin(async move {
             let prepared = self.next.lock().expect("lock").take();

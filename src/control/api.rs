@@ -38,18 +38,18 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// `wait` of a blocking query that gives an `index` but no `wait`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
-/// The boxed future of [`Reloader::reload`].
+/// The boxed future of [`ReloadService::reload`].
 pub type ReloadFuture<'a> =
     Pin<Box<dyn Future<Output = Result<ReloadOutcome, ReloaderGone>> + Send + 'a>>;
 
 /// Something that performs explicit reloads for the API: the daemon's
 /// [`ReloadHandle`], or a stand-in in tests.
-pub trait Reloader: Send + Sync + 'static {
+pub trait ReloadService: Send + Sync + 'static {
     /// Requests a reload and waits for its outcome.
     fn reload(&self, trigger: Trigger) -> ReloadFuture<'_>;
 }
 
-impl Reloader for ReloadHandle {
+impl ReloadService for ReloadHandle {
     fn reload(&self, trigger: Trigger) -> ReloadFuture<'_> {
         Box::pin(ReloadHandle::reload(self, trigger))
     }
@@ -60,7 +60,7 @@ pub(crate) struct Api {
     /// The served snapshot and status.
     pub store: Arc<Store>,
     /// Performs `POST /v1/reload`.
-    pub reloader: Arc<dyn Reloader>,
+    pub reloader: Arc<dyn ReloadService>,
     /// Encodes `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Peers running as this uid (or root) are trusted.

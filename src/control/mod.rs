@@ -29,7 +29,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use api::{ReloadFuture, Reloader, DEFAULT_WAIT, GENERATION_HEADER, INSTANCE_HEADER, MAX_WAIT};
+pub use api::{
+    ReloadFuture, ReloadService, DEFAULT_WAIT, GENERATION_HEADER, INSTANCE_HEADER, MAX_WAIT,
+};
 pub use conn::{Limits, Peer};
 pub use socket::{BindError, SocketFile, SocketOptions};
 
@@ -81,7 +83,7 @@ pub struct Context {
     /// The store to read.
     pub store: Arc<Store>,
     /// Performs explicit reloads (`POST /v1/reload`).
-    pub reloader: Arc<dyn Reloader>,
+    pub reloader: Arc<dyn ReloadService>,
     /// The metrics to encode at `/metrics`.
     pub metrics: Arc<Metrics>,
 }
