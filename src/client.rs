@@ -120,14 +120,22 @@ pub fn reload(opts: &ClientOptions) -> i32 {
 }
 
 /// `hotconf watch [NAME]`: one JSON line per new generation (that changes
-/// or removes NAME, if given) until interrupted. Rides out daemon restarts:
-/// a new instance reports every served document as changed.
+/// or removes NAME, if given) until interrupted. The first line is the
+/// current generation with every served document as changed (as `consul
+/// watch` runs its handler at once), so a consumer needs no separate `get`
+/// to start. Rides out daemon restarts: a new instance reports the
+/// documents whose content differs as changed.
 pub fn watch(opts: &ClientOptions, name: Option<&str>) -> i32 {
     let conn = Connection::new(opts.socket_path());
     let name = name.map(str::to_string);
     run("watch", async move {
         let mut last: Option<Seen> = None;
         let mut lost = false;
+        let nothing = Seen {
+            instance: String::new(),
+            generation: 0,
+            served: BTreeMap::new(),
+        };
         loop {
             let uri = match &last {
                 None => "/v1/status".to_string(),
@@ -155,10 +163,9 @@ pub fn watch(opts: &ClientOptions, name: Option<&str>) -> i32 {
             };
             lost = false;
             let now = Seen::from_status(&body)?;
-            if let Some(prev) = &last {
-                if let Some(line) = watch_line(prev, &now, name.as_deref()) {
-                    print(&format!("{line}\n"))?;
-                }
+            if let Some(line) = watch_line(last.as_ref().unwrap_or(&nothing), &now, name.as_deref())
+            {
+                print(&format!("{line}\n"))?;
             }
             last = Some(now);
         }
@@ -503,6 +510,11 @@ mod tests {
         let line = watch_line(&c, &restarted, None).expect("restart");
         assert_eq!(line["changed"], json!(["app"]));
         assert_eq!(line["removed"], json!(["x"]));
+        // The first line: everything served is new to the watcher.
+        let nothing = seen("", 0, &[]);
+        let line = watch_line(&nothing, &a, None).expect("first line");
+        assert_eq!(line["changed"], json!(["app", "db"]));
+        assert_eq!(watch_line(&nothing, &a, Some("zz")), None);
     }
 
     #[test]
