@@ -108,13 +108,15 @@ impl Accept for TcpListener {
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
+/// `permits` (sized `limits.max_connections`) bounds the connections; one
+/// is held by every open connection.
 pub(crate) async fn serve<A: Accept>(
     mut listener: A,
     router: Router,
     limits: Limits,
+    permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             biased;
