@@ -827,3 +827,35 @@ fn untrusted_peers_see_redacted_values_and_may_not_reload() {
         "403 logged with the peer's uid"
     );
 }
+
+#[test]
+fn daemon_and_client_agree_on_the_socket_from_the_environment() {
+    let env = Env::new();
+    two_docs(&env);
+    let runtime = env.path().join("runtime");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let mut args = env.run_args();
+    let i = args.iter().position(|a| a == "--socket").expect("--socket");
+    args.drain(i..i + 2);
+    args.extend(["--poll-interval".into(), "0".into()]);
+    let runtime_str = runtime.to_str().expect("utf-8");
+    let d = Daemon::spawn(&args, &[("RUNTIME_DIRECTORY", runtime_str)]);
+    let socket = runtime.join("hotconf.sock");
+    assert!(d.wait_ready(&socket), "{:#?}", d.stderr_lines());
+    let o = cli(&["status"], &[("RUNTIME_DIRECTORY", &runtime)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // XDG_RUNTIME_DIR comes after RUNTIME_DIRECTORY, for both.
+    let o = cli(
+        &["get", "a/port"],
+        &[
+            ("RUNTIME_DIRECTORY", &runtime),
+            ("XDG_RUNTIME_DIR", env.path()),
+        ],
+    );
+    assert_eq!(stdout(&o), "1\n");
+    // (Unless a system daemon's socket exists: clients try it first.)
+    if !Path::new(hotconf::paths::SYSTEM_SOCKET).exists() {
+        let o = cli(&["get", "a/port"], &[("XDG_RUNTIME_DIR", &runtime)]);
+        assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    }
+}
