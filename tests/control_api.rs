@@ -405,6 +405,30 @@ fn per_document_blocking_ignores_other_documents() {
     assert_eq!(r.header("x-hotconf-generation"), Some("4"));
     assert_eq!(r.json(), json!({"url": "postgres://y"}));
 
+    // The index is the document's own generation: db is at 4, the
+    // snapshot at 4 too; now let app move the snapshot to 5 and ask about
+    // db with the *snapshot's* generation: not ahead, so it waits (and
+    // times out with db's value and db's generation).
+    f.store.publish(snapshot(
+        5,
+        vec![
+            served("app", json!({"server": {"port": 5}}), 5),
+            served("db", json!({"url": "postgres://y"}), 4),
+        ],
+    ));
+    let t = Instant::now();
+    let r = f.get("/v1/config/db?index=5&wait=300ms");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "answered at once"
+    );
+    assert_eq!(r.header("x-hotconf-generation"), Some("4"));
+    // Ahead of the snapshot (a restarted daemon): at once.
+    let t = Instant::now();
+    let r = f.get("/v1/config/db?index=50&wait=60s");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.header("x-hotconf-generation"), Some("4"));
+
     // Removal answers a query on the removed document with 404.
     let socket = f.socket.clone();
     let waiter = std::thread::spawn(move || {
@@ -412,12 +436,30 @@ fn per_document_blocking_ignores_other_documents() {
     });
     assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     f.store.publish(snapshot(
-        5,
+        6,
         vec![served("app", json!({"server": {"port": 3}}), 3)],
     ));
     let r = waiter.join().expect("join");
     assert_eq!(r.status, 404);
     assert_eq!(r.header("x-hotconf-generation"), Some("0"), "not served");
+    // A client that saw db (index 4) learns of its removal at once; with
+    // index 0 it waits for db to appear.
+    assert_eq!(f.get("/v1/config/db?index=4&wait=60s").status, 404);
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&socket, "GET", "/v1/config/db?index=0&wait=60s", None).expect("request")
+    });
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
+    f.store.publish(snapshot(
+        7,
+        vec![
+            served("app", json!({"server": {"port": 3}}), 3),
+            served("db", json!({"url": "postgres://z"}), 7),
+        ],
+    ));
+    let r = waiter.join().expect("join");
+    assert_eq!((r.status, r.json()), (200, json!({"url": "postgres://z"})));
+    assert_eq!(r.header("x-hotconf-generation"), Some("7"));
 }
 
 #[test]

@@ -197,11 +197,31 @@ fn parse_wait(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
-/// Waits, if `q` asks to, until `watched(snapshot)` differs from the index,
-/// `wait` runs out or the server shuts down; returns the snapshot to answer
-/// with. A different value — including one *behind* the index, as after a
-/// daemon restart — answers at once.
-async fn wait_for(api: &Api, q: Blocking, watched: impl Fn(&Snapshot) -> u64) -> Arc<Snapshot> {
+/// Whether a blocking query on the whole snapshot can answer: its
+/// generation moved past `index`, or `index` is ahead of it (the daemon
+/// restarted and counts from 1 again).
+fn snapshot_ready(s: &Snapshot, index: u64) -> bool {
+    s.generation != index
+}
+
+/// Whether a blocking query on document `name` can answer: the document's
+/// own generation moved past `index`; or it is not served although the
+/// client has seen it (`index > 0`: removed since); or `index` is ahead of
+/// the snapshot (restart). A query with `index=0` on a document that is not
+/// served waits for it to appear.
+fn document_ready(s: &Snapshot, name: &str, index: u64) -> bool {
+    if index > s.generation {
+        return true;
+    }
+    match s.get(name) {
+        Some(doc) => doc.generation > index,
+        None => index > 0,
+    }
+}
+
+/// Waits, if `q` asks to, until `ready(snapshot, index)`, `wait` runs out
+/// or the server shuts down; returns the snapshot to answer with.
+async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool) -> Arc<Snapshot> {
     let Some(index) = q.index else {
         return api.store.load_full();
     };
@@ -215,7 +235,7 @@ async fn wait_for(api: &Api, q: Blocking, watched: impl Fn(&Snapshot) -> u64) ->
         // this point wakes us, one before it is in what we load.
         generations.borrow_and_update();
         let snapshot = api.store.load_full();
-        if watched(&snapshot) != index || *shutdown.borrow() {
+        if ready(&snapshot, index) || *shutdown.borrow() {
             return snapshot;
         }
         if parked.is_none() {
@@ -254,7 +274,7 @@ async fn status(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let snapshot = wait_for(&api, q, snapshot_ready).await;
     let trusted = peer.is_trusted(api.daemon_uid);
     let body = views::status(
         api.store.instance(),
@@ -276,7 +296,7 @@ async fn config_all(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let snapshot = wait_for(&api, q, snapshot_ready).await;
     let body = views::config(
         api.store.instance(),
         &snapshot,
@@ -301,10 +321,7 @@ async fn config_one(
         Some(i) => path.split_at(i),
         None => (path.as_str(), ""),
     };
-    // A document that is not served has generation 0: a blocking query on
-    // it waits for it to appear, and one on a served document answers when
-    // it is removed.
-    let snapshot = wait_for(&api, q, |s| s.get(name).map(|d| d.generation).unwrap_or(0)).await;
+    let snapshot = wait_for(&api, q, |s, index| document_ready(s, name, index)).await;
     let instance = api.store.instance();
     // 404s carry the generation too (0: not served), so a client can block
     // on a document's (re)appearance with the index it got.
