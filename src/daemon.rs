@@ -19,7 +19,9 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::control::{self, Server, ServerOptions};
 use crate::logging::{self, LogObserver};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits};
 use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
@@ -123,6 +125,8 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The serving control socket, once [`Daemon::serve_control`] started it.
+    control: Option<control::Running>,
     /// Fires `shutdown`.
     shutdown_tx: watch::Sender<bool>,
 }
@@ -218,6 +222,7 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            control: None,
             shutdown_tx,
         })
     }
@@ -244,13 +249,32 @@ impl Daemon {
         }
     }
 
-    /// Stops: tells every component, lets the in-flight reload finish, logs
+    /// Starts serving the control socket bound earlier (see [`run`]: it is
+    /// bound before the startup load so that a second daemon fails fast),
+    /// with `metrics` (the reload observer) behind `/metrics`.
+    pub fn serve_control(&mut self, server: Server, metrics: Arc<Metrics>) -> std::io::Result<()> {
+        let running = server.start(control::Context {
+            store: self.store.clone(),
+            reloader: Arc::new(self.reload.clone()),
+            metrics,
+        })?;
+        self.control = Some(running);
+        Ok(())
+    }
+
+    /// Stops: tells every component, lets the in-flight reload finish and
+    /// the control socket drain (bounded; it removes its socket file), logs
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
         // WIRING (systemd, later): STOPPING=1 here.
-        self.reload.shutdown().await;
-        // WIRING (control socket): await its graceful end (bounded) here.
+        // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
+        let control = async {
+            if let Some(c) = self.control {
+                c.shutdown().await;
+            }
+        };
+        tokio::join!(self.reload.shutdown(), control);
         logging::shutdown(reason, self.store.load().generation);
     }
 }
@@ -293,15 +317,24 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // Claim the socket before the startup load: a second daemon on a live
+    // socket must fail at once, naming it, without doing any work.
+    let server = match ServerOptions::from_settings(&settings).and_then(|o| Server::bind(&o)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
     // Observers are fixed before the reloader starts; each is told about
     // every reload that does something, in this order.
+    let metrics = Arc::new(Metrics::new());
     let observers: Vec<Arc<dyn ReloadObserver>> = vec![
         Arc::new(LogObserver),
-        // WIRING (metrics, branch `control`): its reload observer here (keep
-        // an `Arc` to hand to the control socket below).
+        metrics.clone(),
         // WIRING (systemd, later): RELOADING=1 / READY=1 / STATUS= observer.
     ];
-    let daemon = match Daemon::start(settings, observers).await {
+    let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
             let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
@@ -320,9 +353,11 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    // WIRING (control socket, branch `control`): start it here from
-    // `daemon.store`, `daemon.reload.clone()` and `daemon.shutdown.clone()`;
-    // a bind failure (live socket) returns 1 after `daemon.stop(..)`.
+    if let Err(e) = daemon.serve_control(server, metrics) {
+        eprintln!("hotconf run: cannot serve the control socket: {e}");
+        daemon.stop("control socket failed").await;
+        return 1;
+    }
     // WIRING (watcher, branch `watcher`): start it here from
     // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
     // and `daemon.shutdown.clone()`.

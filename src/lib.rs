@@ -19,6 +19,8 @@
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
+//! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
+//! - [`paths`]: where the socket is, for daemon and client alike.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -68,9 +70,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod control;
 pub mod daemon;
 pub mod document;
 pub mod logging;
+pub mod metrics;
+pub mod paths;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
