@@ -18,6 +18,7 @@
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the one writer of the store.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
+//! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -34,6 +35,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod systemd;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use snapshot::{ServedDocument, Snapshot};
