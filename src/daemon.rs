@@ -1,10 +1,29 @@
-//! `hotconf run`: wires the store, the reloader, the watcher, signals, the
-//! control socket and systemd together. Thin: the work lives in the modules
-//! it starts.
+//! `hotconf run`: wires the store, the reloader, signals, the poll (and
+//! soon the watcher, the control socket and systemd) together. Thin: the
+//! work lives in the modules it starts.
+//!
+//! The shape of a run, in [`run`]: install the logger, build the runtime,
+//! catch signals (before anything else, so an early SIGHUP cannot kill the
+//! process), [`Daemon::start`] (store + reloader + startup load; exit 1 with
+//! every error printed when a document is invalid), start the other
+//! components from the [`Daemon`]'s parts, [`Daemon::serve`] until
+//! SIGTERM/SIGINT, then [`Daemon::stop`].
+//!
+//! Signal handlers only enqueue; nothing here reads a file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::logging::{self, LogObserver};
+use crate::pipeline::{self, Limits};
+use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
+use crate::status::{DocState, Trigger};
+use crate::store::Store;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,9 +66,243 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+/// Tells long-running components (control socket, watcher) that the daemon
+/// is stopping. Cheap to clone; every clone sees the same signal.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Becomes `true` once, when the daemon stops.
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Waits until the daemon is stopping (returns at once if it is).
+    pub async fn wait(&mut self) {
+        // Err: the sender is gone, which only happens when stopping.
+        let _ = self.rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Whether the daemon is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// The signals `hotconf run` reacts to. Installed first thing, so that a
+/// SIGHUP arriving during startup is queued instead of killing the process.
+struct Signals {
+    /// Explicit reload.
+    hup: Signal,
+    /// Graceful stop (systemd).
+    term: Signal,
+    /// Graceful stop (Ctrl-C).
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// A started daemon: the parts every component is built from. The control
+/// socket needs `store` and `reload`; the watcher needs `reload`,
+/// `unsettled` and `settings`; all of them take a clone of `shutdown`.
+pub struct Daemon {
+    /// What it was started with.
+    pub settings: Settings,
+    /// The served snapshot and status (readers only; the reloader writes).
+    pub store: Arc<Store>,
+    /// Requests reloads (signals, poll, watcher, `POST /v1/reload`).
+    pub reload: ReloadHandle,
+    /// Files being written: the watcher fills it, implicit reloads skip it.
+    pub unsettled: Arc<Unsettled>,
+    /// Handed to components so they stop with the daemon.
+    pub shutdown: Shutdown,
+    /// Fires `shutdown`.
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Why [`Daemon::start`] did not produce a running daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Some document is invalid; every problem, compiler style.
+    #[error("{} invalid document(s)", .0.len())]
+    Invalid(Vec<crate::rejection::Rejection>),
+    /// The reloader could not be started or stopped during startup.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Daemon {
+    /// The reload observers of `hotconf run`, in call order.
+    fn observers(settings: &Settings) -> Vec<Arc<dyn ReloadObserver>> {
+        let _ = settings;
+        let observers: Vec<Arc<dyn ReloadObserver>> = vec![
+            Arc::new(LogObserver),
+            // WIRING (systemd, later): RELOADING=1/READY=1/STATUS= observer.
+            // WIRING (metrics, control branch): reload counters observer.
+        ];
+        observers
+    }
+
+    /// Creates the store and the reloader and does the startup load. Fails
+    /// with every rejection when any document is invalid (SPEC §2
+    /// "Startup"); the reloader is then stopped again.
+    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+        let store = Arc::new(Store::with_random_instance());
+        logging::startup(
+            store.instance(),
+            &settings.config_dir,
+            &settings.schema_dir,
+            settings.all_or_nothing,
+        );
+        // WIRING (state dir, §7): load a persisted snapshot into the store
+        // here (Store::with_snapshot) before the reloader starts.
+        let unsettled = Arc::new(Unsettled::default());
+        let config = ReloadConfig {
+            config_dir: settings.config_dir.clone(),
+            schema_dir: settings.schema_dir.clone(),
+            limits: Limits {
+                max_file_size: settings.max_file_size,
+            },
+            all_or_nothing: settings.all_or_nothing,
+            debounce: settings.debounce,
+            unsettled: unsettled.clone(),
+        };
+        // The reloader never removes anything when it cannot list the
+        // directory; at startup that must be an error, as `check` says.
+        if let Err(e) = pipeline::list_documents(&settings.config_dir) {
+            return Err(StartError::Invalid(vec![crate::rejection::Rejection::bare(
+                crate::rejection::Code::Io,
+                settings.config_dir.display().to_string(),
+                format!("cannot list the config directory: {e}"),
+            )]));
+        }
+        let reload = Reloader::spawn(config, store.clone(), Self::observers(&settings))
+            .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let startup = reload.reload(Trigger::Startup).await;
+        if startup.is_err() {
+            return Err(StartError::Internal("the reloader stopped during startup".into()));
+        }
+        let status = store.status();
+        let invalid: Vec<_> = status
+            .documents
+            .values()
+            .filter(|d| d.state != DocState::Ok)
+            .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
+            .collect();
+        if !invalid.is_empty() {
+            reload.shutdown().await;
+            return Err(StartError::Invalid(invalid));
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        Ok(Daemon {
+            settings,
+            store,
+            reload,
+            unsettled,
+            shutdown: Shutdown { rx: shutdown_rx },
+            shutdown_tx,
+        })
+    }
+
+    /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
+    /// Returns the name of the signal that stopped it.
+    async fn serve(&self, signals: &mut Signals) -> &'static str {
+        let poll = self.settings.poll_interval;
+        // Zero disables the poll: a timer that never fires.
+        let period = if poll.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            poll
+        };
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = signals.hup.recv() => self.reload.request(Trigger::Signal),
+                _ = ticker.tick(), if !poll.is_zero() => self.reload.request(Trigger::Poll),
+                _ = signals.term.recv() => return "SIGTERM",
+                _ = signals.int.recv() => return "SIGINT",
+            }
+        }
+    }
+
+    /// Stops: tells every component, lets the in-flight reload finish, logs
+    /// `shutdown`.
+    pub async fn stop(self, reason: &str) {
+        self.shutdown_tx.send_replace(true);
+        // WIRING (systemd, later): STOPPING=1 here.
+        self.reload.shutdown().await;
+        // WIRING (control socket): await its graceful end (bounded) here.
+        logging::shutdown(reason, self.store.load().generation);
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
+/// after a graceful stop, 1 when startup fails (every error printed to
+/// stderr compiler style, as `hotconf check` does), 2 for a bad
+/// `--log-level`.
 pub fn run(settings: Settings) -> i32 {
-    let _ = settings;
-    eprintln!("hotconf run: not implemented yet");
-    1
+    if let Err(e) = logging::init(settings.log_format, &settings.log_level) {
+        eprintln!("hotconf run: {e}");
+        return 2;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hotconf")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hotconf run: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(run_async(settings))
+}
+
+async fn run_async(settings: Settings) -> i32 {
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let daemon = match Daemon::start(settings).await {
+        Ok(d) => d,
+        Err(StartError::Invalid(rejections)) => {
+            for r in &rejections {
+                for line in r.lines() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!(
+                "hotconf run: not starting: {} invalid document(s)",
+                rejections.len()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
+
+    // WIRING (control socket, branch `control`): start it here from
+    // `daemon.store`, `daemon.reload.clone()` and `daemon.shutdown.clone()`;
+    // a bind failure (live socket) returns 1 after `daemon.stop(..)`.
+    // WIRING (watcher, branch `watcher`): start it here from
+    // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
+    // and `daemon.shutdown.clone()`.
+    // WIRING (systemd, later): READY=1 here, the startup load is done.
+
+    let reason = daemon.serve(&mut signals).await;
+    daemon.stop(reason).await;
+    0
 }

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod document;
+pub mod logging;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
@@ -39,4 +40,6 @@ pub mod systemd;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use snapshot::{ServedDocument, Snapshot};
+pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
+pub use status::Trigger;
 pub use store::Store;
