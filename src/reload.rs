@@ -307,6 +307,8 @@ impl Reloader {
             .name("hotconf-reloader".into())
             .spawn(move || {
                 while let Some(batch) = reloader.queue.next() {
+                    #[cfg(debug_assertions)]
+                    test_hooks::wedge_if_requested();
                     reloader.serve(batch);
                 }
                 stopped_tx.send_replace(true);
@@ -507,7 +509,8 @@ impl Reloader {
                         }
                     }
                     Some(b) => {
-                        mem.candidate = Some((j.scanned.key.clone(), Verdict::Accepted(doc.clone())));
+                        mem.candidate =
+                            Some((j.scanned.key.clone(), Verdict::Accepted(doc.clone())));
                         if j.fresh || old_state != Some(DocState::Error) {
                             rejected.push(j.name.clone());
                         }
@@ -624,10 +627,15 @@ impl Reloader {
         // Phase 4: tell, publish, record.
         for j in judged.iter().filter(|j| rejected.contains(&j.name)) {
             if let Some(DocStatus {
-                last_error: Some(e), ..
+                last_error: Some(e),
+                ..
             }) = docs.get(&j.name)
             {
-                logging::document_rejected(&j.name, &e.rejection, current.get(&j.name).map(|d| d.generation));
+                logging::document_rejected(
+                    &j.name,
+                    &e.rejection,
+                    current.get(&j.name).map(|d| d.generation),
+                );
             }
         }
         for name in &missing {
@@ -661,7 +669,10 @@ impl Reloader {
                 logging::document_accepted(name, &doc.source, generation, &doc.sha256);
             }
             for name in &removed {
-                let source = current.get(name).map(|d| d.source.clone()).unwrap_or_default();
+                let source = current
+                    .get(name)
+                    .map(|d| d.source.clone())
+                    .unwrap_or_default();
                 logging::document_removed(name, &source);
             }
             let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
@@ -742,5 +753,27 @@ fn served_document(
         loaded_at: SystemTime::now(),
         source: path.to_path_buf(),
         schema_sha256: schema.sha256.clone(),
+    }
+}
+
+/// Fault injection for integration tests, compiled into debug builds only.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    /// Names a file; once it exists, the reloader hangs forever at the next
+    /// request it takes, as a deadlocked reloader would. Lets tests prove
+    /// that a wedged reloader stops the systemd watchdog pings.
+    const WEDGE_ENV: &str = "HOTCONF_TEST_WEDGE_RELOADER";
+
+    /// Hangs the calling (reloader) thread when [`WEDGE_ENV`] asks for it.
+    pub(super) fn wedge_if_requested() {
+        let Some(path) = std::env::var_os(WEDGE_ENV) else {
+            return;
+        };
+        if std::path::Path::new(&path).exists() {
+            tracing::warn!(event = "test_wedge", "{WEDGE_ENV}: wedging the reloader");
+            loop {
+                std::thread::park();
+            }
+        }
     }
 }
