@@ -24,6 +24,7 @@ use crate::pipeline::{self, Limits};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
+use crate::systemd::{Probe, Systemd};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,6 +123,9 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The link to systemd (no-op without `NOTIFY_SOCKET`); also a reload
+    /// observer.
+    pub systemd: Arc<Systemd>,
     /// Fires `shutdown`.
     shutdown_tx: watch::Sender<bool>,
 }
@@ -139,11 +143,12 @@ pub enum StartError {
 
 impl Daemon {
     /// The reload observers of `hotconf run`, in call order.
-    fn observers(settings: &Settings) -> Vec<Arc<dyn ReloadObserver>> {
+    fn observers(settings: &Settings, systemd: &Arc<Systemd>) -> Vec<Arc<dyn ReloadObserver>> {
         let _ = settings;
         let observers: Vec<Arc<dyn ReloadObserver>> = vec![
             Arc::new(LogObserver),
-            // WIRING (systemd, later): RELOADING=1/READY=1/STATUS= observer.
+            // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=.
+            systemd.clone(),
             // WIRING (metrics, control branch): reload counters observer.
         ];
         observers
@@ -176,17 +181,23 @@ impl Daemon {
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         if let Err(e) = pipeline::list_documents(&settings.config_dir) {
-            return Err(StartError::Invalid(vec![crate::rejection::Rejection::bare(
-                crate::rejection::Code::Io,
-                settings.config_dir.display().to_string(),
-                format!("cannot list the config directory: {e}"),
-            )]));
+            return Err(StartError::Invalid(vec![
+                crate::rejection::Rejection::bare(
+                    crate::rejection::Code::Io,
+                    settings.config_dir.display().to_string(),
+                    format!("cannot list the config directory: {e}"),
+                ),
+            ]));
         }
-        let reload = Reloader::spawn(config, store.clone(), Self::observers(&settings))
-            .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let systemd = Systemd::from_env();
+        let reload =
+            Reloader::spawn(config, store.clone(), Self::observers(&settings, &systemd))
+                .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
-            return Err(StartError::Internal("the reloader stopped during startup".into()));
+            return Err(StartError::Internal(
+                "the reloader stopped during startup".into(),
+            ));
         }
         let status = store.status();
         let invalid: Vec<_> = status
@@ -207,7 +218,27 @@ impl Daemon {
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
             shutdown_tx,
+            systemd,
         })
+    }
+
+    /// What the systemd watchdog checks before each ping: the reloader takes
+    /// a request from its queue and finishes it (an implicit look, which
+    /// is silent when nothing changed) and the control socket answers.
+    fn watchdog_probes(&self) -> Vec<Probe> {
+        let reload = self.reload.clone();
+        let reloader = Probe::new("reloader", move || {
+            let reload = reload.clone();
+            async move {
+                reload
+                    .reload(Trigger::Poll)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        // WIRING (control socket): add Probe::control_socket(path).
+        vec![reloader]
     }
 
     /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
@@ -236,7 +267,7 @@ impl Daemon {
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
-        // WIRING (systemd, later): STOPPING=1 here.
+        self.systemd.stopping();
         self.reload.shutdown().await;
         // WIRING (control socket): await its graceful end (bounded) here.
         logging::shutdown(reason, self.store.load().generation);
@@ -300,7 +331,11 @@ async fn run_async(settings: Settings) -> i32 {
     // WIRING (watcher, branch `watcher`): start it here from
     // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
     // and `daemon.shutdown.clone()`.
-    // WIRING (systemd, later): READY=1 here, the startup load is done.
+    // The startup load is done and every component is listening.
+    daemon
+        .systemd
+        .ready(&daemon.store.status(), &daemon.store.load());
+    daemon.systemd.spawn_watchdog(daemon.watchdog_probes());
 
     let reason = daemon.serve(&mut signals).await;
     daemon.stop(reason).await;

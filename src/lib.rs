@@ -39,7 +39,7 @@ pub mod store;
 pub mod systemd;
 
 pub use rejection::{Code, Problem, Rejection};
-pub use snapshot::{ServedDocument, Snapshot};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
+pub use snapshot::{ServedDocument, Snapshot};
 pub use status::Trigger;
 pub use store::Store;
