@@ -19,7 +19,9 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::control::{self, Server, ServerOptions};
 use crate::logging::{self, LogObserver};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
@@ -123,6 +125,11 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// Reload counters and durations (a reload observer); `/metrics`
+    /// encodes them with the store's state.
+    pub metrics: Arc<Metrics>,
+    /// The serving control socket, once [`Daemon::serve_control`] started it.
+    control: Option<control::Running>,
     /// The link to systemd (no-op without `NOTIFY_SOCKET`); also a reload
     /// observer.
     pub systemd: Arc<Systemd>,
@@ -143,13 +150,18 @@ pub enum StartError {
 
 impl Daemon {
     /// The reload observers of `hotconf run`, in call order.
-    fn observers(settings: &Settings, systemd: &Arc<Systemd>) -> Vec<Arc<dyn ReloadObserver>> {
+    fn observers(
+        settings: &Settings,
+        metrics: &Arc<Metrics>,
+        systemd: &Arc<Systemd>,
+    ) -> Vec<Arc<dyn ReloadObserver>> {
         let _ = settings;
         let observers: Vec<Arc<dyn ReloadObserver>> = vec![
             Arc::new(LogObserver),
+            // Counters first, so that whoever hears READY=1 sees them moved.
+            metrics.clone(),
             // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=.
             systemd.clone(),
-            // WIRING (metrics, control branch): reload counters observer.
         ];
         observers
     }
@@ -171,9 +183,7 @@ impl Daemon {
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
-            limits: Limits {
-                max_file_size: settings.max_file_size,
-            },
+            limits: config_limits(&settings),
             all_or_nothing: settings.all_or_nothing,
             debounce: settings.debounce,
             unsettled: unsettled.clone(),
@@ -189,10 +199,11 @@ impl Daemon {
                 ),
             ]));
         }
+        let metrics = Arc::new(Metrics::new());
         let systemd = Systemd::from_env();
-        let reload =
-            Reloader::spawn(config, store.clone(), Self::observers(&settings, &systemd))
-                .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let observers = Self::observers(&settings, &metrics, &systemd);
+        let reload = Reloader::spawn(config, store.clone(), observers)
+            .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
             return Err(StartError::Internal(
@@ -200,14 +211,26 @@ impl Daemon {
             ));
         }
         let status = store.status();
-        let invalid: Vec<_> = status
-            .documents
-            .values()
-            .filter(|d| d.state != DocState::Ok)
-            .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
-            .collect();
-        if !invalid.is_empty() {
+        if !status.all_ok() {
             reload.shutdown().await;
+            // Print exactly what `hotconf check` would (it also reports a
+            // broken schema once, and both a parse error and a bad schema);
+            // the reloader's view is the fallback if the files were fixed
+            // in between.
+            let mut invalid = pipeline::check(
+                &settings.config_dir,
+                &settings.schema_dir,
+                &[],
+                config_limits(&settings),
+            );
+            if invalid.is_empty() {
+                invalid = status
+                    .documents
+                    .values()
+                    .filter(|d| d.state != DocState::Ok)
+                    .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
+                    .collect();
+            }
             return Err(StartError::Invalid(invalid));
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -217,6 +240,8 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            metrics,
+            control: None,
             shutdown_tx,
             systemd,
         })
@@ -224,7 +249,8 @@ impl Daemon {
 
     /// What the systemd watchdog checks before each ping: the reloader takes
     /// a request from its queue and finishes it (an implicit look, which
-    /// is silent when nothing changed) and the control socket answers.
+    /// is silent when nothing changed) and the control socket answers
+    /// `GET /v1/status`.
     fn watchdog_probes(&self) -> Vec<Probe> {
         let reload = self.reload.clone();
         let reloader = Probe::new("reloader", move || {
@@ -237,8 +263,11 @@ impl Daemon {
                     .map_err(|e| e.to_string())
             }
         });
-        // WIRING (control socket): add Probe::control_socket(path).
-        vec![reloader]
+        let mut probes = vec![reloader];
+        if let Some(control) = &self.control {
+            probes.push(Probe::control_socket(control.socket_path().to_path_buf()));
+        }
+        probes
     }
 
     /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
@@ -263,14 +292,39 @@ impl Daemon {
         }
     }
 
-    /// Stops: tells every component, lets the in-flight reload finish, logs
+    /// Starts serving the control socket bound earlier (see [`run`]: it is
+    /// bound before the startup load so that a second daemon fails fast).
+    pub fn serve_control(&mut self, server: Server) -> std::io::Result<()> {
+        let running = server.start(control::Context {
+            store: self.store.clone(),
+            reloader: Arc::new(self.reload.clone()),
+            metrics: self.metrics.clone(),
+        })?;
+        self.control = Some(running);
+        Ok(())
+    }
+
+    /// Stops: tells every component, lets the in-flight reload finish and
+    /// the control socket drain (bounded; it removes its socket file), logs
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
         self.systemd.stopping();
-        self.reload.shutdown().await;
-        // WIRING (control socket): await its graceful end (bounded) here.
+        // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
+        let control = async {
+            if let Some(c) = self.control {
+                c.shutdown().await;
+            }
+        };
+        tokio::join!(self.reload.shutdown(), control);
         logging::shutdown(reason, self.store.load().generation);
+    }
+}
+
+/// The read limits `settings` ask for.
+fn config_limits(settings: &Settings) -> Limits {
+    Limits {
+        max_file_size: settings.max_file_size,
     }
 }
 
@@ -305,7 +359,16 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let daemon = match Daemon::start(settings).await {
+    // Claim the socket before the startup load: a second daemon on a live
+    // socket must fail at once, naming it, without doing any work.
+    let server = match ServerOptions::from_settings(&settings).and_then(|o| Server::bind(&o)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
+    let mut daemon = match Daemon::start(settings).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
             for r in &rejections {
@@ -325,9 +388,11 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    // WIRING (control socket, branch `control`): start it here from
-    // `daemon.store`, `daemon.reload.clone()` and `daemon.shutdown.clone()`;
-    // a bind failure (live socket) returns 1 after `daemon.stop(..)`.
+    if let Err(e) = daemon.serve_control(server) {
+        eprintln!("hotconf run: cannot serve the control socket: {e}");
+        daemon.stop("control socket failed").await;
+        return 1;
+    }
     // WIRING (watcher, branch `watcher`): start it here from
     // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
     // and `daemon.shutdown.clone()`.

@@ -106,6 +106,8 @@ pub fn document_rejected(name: &str, rejection: &Rejection, serving: Option<u64>
         Some(g) => format!("last good version (generation {g}) still served"),
         None => "not served".to_string(),
     };
+    // The event's message is the compiler-style line an operator can act
+    // on; `reason` is the bare problem text, `errors` every problem.
     warn!(
         event = "document_rejected",
         document = name,
@@ -114,7 +116,7 @@ pub fn document_rejected(name: &str, rejection: &Rejection, serving: Option<u64>
         line = first.and_then(|p| p.line).map(|l| l as u64),
         column = first.and_then(|p| p.column).map(|c| c as u64),
         pointer = first.map(|p| p.pointer.as_str()).unwrap_or(""),
-        message = first.map(|p| p.message.as_str()).unwrap_or(""),
+        reason = first.map(|p| p.message.as_str()).unwrap_or(""),
         problems = lines.len() as u64,
         errors = %lines.join("; "),
         serving = serving,
@@ -166,6 +168,15 @@ pub fn config_dir_unreadable(dir: &Path, error: &std::io::Error, explicit: bool)
     } else {
         debug!(event = "config_dir_unreadable", dir = %dir.display(), %error, "cannot list the config directory");
     }
+}
+
+/// A reload panicked (a bug); the last published snapshot stays served and
+/// the reloader goes on with the next request.
+pub fn reload_panicked() {
+    tracing::error!(
+        event = "reload_panicked",
+        "a reload failed unexpectedly; still serving the last published snapshot"
+    );
 }
 
 /// An implicit look that found nothing to do: not a reload, debug only.

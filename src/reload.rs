@@ -163,16 +163,25 @@ impl ReloadHandle {
     }
 
     /// Requests a reload and waits for the reload that serves it; returns
-    /// its outcome. A request that arrives during a reload is served by the
+    /// its outcome. The request is queued when this is *called*, not when
+    /// the future is first polled, so the order of calls is the order of
+    /// requests. A request that arrives during a reload is served by the
     /// next one, so the outcome always reflects the files as they were
     /// after the request was made. An implicit request that finds nothing
     /// changed gets an outcome with empty lists (it was not a reload).
-    pub async fn reload(&self, trigger: Trigger) -> Result<ReloadOutcome, ReloaderGone> {
+    pub fn reload(
+        &self,
+        trigger: Trigger,
+    ) -> impl std::future::Future<Output = Result<ReloadOutcome, ReloaderGone>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        if !self.inner.queue.push(trigger, Some(tx)) {
-            return Err(ReloaderGone);
+        let queued = self.inner.queue.push(trigger, Some(tx));
+        async move {
+            if !queued {
+                return Err(ReloaderGone);
+            }
+            rx.await.map_err(|_| ReloaderGone)
         }
-        rx.await.map_err(|_| ReloaderGone)
     }
 
     /// [`ReloadHandle::reload`] for synchronous callers. Must not be called
@@ -309,8 +318,17 @@ impl Reloader {
                 while let Some(batch) = reloader.queue.next() {
                     #[cfg(debug_assertions)]
                     test_hooks::wedge_if_requested();
-                    reloader.serve(batch);
+                    // A bug in one reload must not stop all future ones: the
+                    // store is never half-written (publish is one swap), so
+                    // serving on is safe. Its waiters see the reloader gone.
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        reloader.serve(batch)
+                    }));
+                    if served.is_err() {
+                        logging::reload_panicked();
+                    }
                 }
+                reloader.queue.close();
                 stopped_tx.send_replace(true);
             })?;
         Ok(ReloadHandle {
@@ -332,8 +350,17 @@ impl Reloader {
 
     /// Reads one listed document and its schema (phase 1: no evaluation).
     fn scan(&mut self, name: &str, path: &Path) -> Scanned {
-        let label = path.display().to_string();
-        let schema = self.schemas.load(&self.config.schema_dir, name);
+        let label = pipeline::display_path(path);
+        let schema = self
+            .schemas
+            .load(&self.config.schema_dir, name)
+            .map_err(|mut r| {
+                if r.code == Code::NoSchema {
+                    // As `check` says it: on the document, which lacks something.
+                    r.file = label.clone();
+                }
+                r
+            });
         let bytes = document::read_capped(path, self.config.limits.max_file_size, &label);
         let key = Key {
             doc: match &bytes {
@@ -400,6 +427,10 @@ impl Reloader {
                 (BTreeMap::new(), false)
             }
         };
+
+        // Schemas of documents that are gone need not stay compiled.
+        let listed: HashSet<String> = listing.keys().cloned().collect();
+        self.schemas.retain(&listed);
 
         // Phase 1: read everything, decide what needs judging.
         let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
@@ -579,7 +610,7 @@ impl Reloader {
                 .map(|d| d.source.clone())
                 .or_else(|| current.get(&name).map(|d| d.source.clone()))
                 .unwrap_or_else(|| self.config.config_dir.join(format!("{name}.toml")));
-            let label = source.display().to_string();
+            let label = pipeline::display_path(&source);
             let served = current.documents.contains_key(&name);
             let message = if served {
                 "the file is gone; its last good version is still served \

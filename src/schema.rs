@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
 use crate::document::{self, Parsed, Target};
@@ -52,6 +53,11 @@ const BASE_URI: &str = "file:///hotconf-schema-dir/";
 
 /// At most this many files in one schema's `$ref` closure.
 const MAX_CLOSURE_FILES: usize = 256;
+
+/// At most this many violations are listed per document (the rest are
+/// counted in a last, location-less problem): a 4 MiB file of wrong values
+/// must not produce a million-line answer.
+pub const MAX_PROBLEMS: usize = 100;
 
 /// What secrets are replaced with in redacted values.
 pub const REDACTED: &str = "<redacted>";
@@ -102,37 +108,56 @@ impl Schema {
     /// column 1 for the root). Messages quote at most the offending scalar,
     /// never a secret, never a whole table or array.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
+        if self.validator.is_valid(&parsed.value) {
+            return Ok(());
+        }
         let errors: Vec<_> = self.validator.iter_errors(&parsed.value).collect();
         if errors.is_empty() {
             return Ok(());
         }
         let secrets = self.secret_pointers(&parsed.value);
         let root = toml::de::DeTable::parse(&parsed.text).ok();
-        let locate = |pointer: &str, target: Target| {
+        let offset = |pointer: &str, target: Target| {
             root.as_ref()
-                .and_then(|r| document::locate_in(r, &parsed.text, pointer, target))
+                .and_then(|r| document::offset_in(r, pointer, target))
         };
-        let mut problems = Vec::new();
+        // (pointer, byte offset, message); lines and columns in one pass below.
+        let mut found: Vec<(String, Option<usize>, String)> = Vec::new();
+        let mut omitted = 0usize;
         for error in &errors {
+            if found.len() >= MAX_PROBLEMS {
+                omitted = omitted.saturating_add(1);
+                continue;
+            }
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                ValidationErrorKind::AdditionalProperties { unexpected }
+                | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                    let which = if matches!(
+                        error.kind(),
+                        ValidationErrorKind::UnevaluatedProperties { .. }
+                    ) {
+                        "unevaluated"
+                    } else {
+                        "additional"
+                    };
                     for key in unexpected {
                         let p = format!("{pointer}/{}", escape_pointer(key));
-                        let message = format!("additional property {} is not allowed", quote(key));
-                        problems.push(problem(p.clone(), locate(&p, Target::Key), message));
+                        let message = format!("{which} property {} is not allowed", quote(key));
+                        let at = offset(&p, Target::Key);
+                        found.push((p, at, message));
                     }
                 }
-                jsonschema::error::ValidationErrorKind::Required { .. } => {
-                    let loc = locate(&pointer, Target::Value);
-                    problems.push(problem(pointer, loc, error.to_string()));
+                ValidationErrorKind::Required { .. } => {
+                    let at = offset(&pointer, Target::Value);
+                    found.push((pointer, at, error.to_string()));
                 }
                 kind => {
                     let instance = error.instance();
                     let message = if is_under(&secrets, &pointer) {
                         match kind {
-                            jsonschema::error::ValidationErrorKind::Constant { .. }
-                            | jsonschema::error::ValidationErrorKind::Enum { .. } => {
+                            ValidationErrorKind::Constant { .. }
+                            | ValidationErrorKind::Enum { .. } => {
                                 format!("{REDACTED} is not one of the allowed values")
                             }
                             _ => error.masked_with(REDACTED).to_string(),
@@ -144,11 +169,23 @@ impl Schema {
                     } else {
                         error.to_string()
                     };
-                    let loc = locate(&pointer, Target::Value);
-                    problems.push(problem(pointer, loc, message));
+                    let at = offset(&pointer, Target::Value);
+                    found.push((pointer, at, message));
                 }
             }
         }
+        let offsets: Vec<usize> = found.iter().map(|f| f.1.unwrap_or(0)).collect();
+        let places = document::line_cols(&parsed.text, &offsets);
+        let problems = found
+            .into_iter()
+            .zip(places)
+            .map(|((pointer, at, message), (line, column))| Problem {
+                pointer,
+                line: at.map(|_| line),
+                column: at.map(|_| column),
+                message,
+            })
+            .collect();
         let mut rejection = Rejection {
             code: Code::Schema,
             file: label.to_string(),
@@ -156,6 +193,12 @@ impl Schema {
         };
         rejection.sort_problems();
         rejection.problems.dedup();
+        if omitted > 0 {
+            // Last, after sorting: a summary, not a location.
+            rejection.problems.push(Problem::bare(format!(
+                "... and {omitted} more violations not shown (at most {MAX_PROBLEMS} are listed)"
+            )));
+        }
         Err(rejection)
     }
 
@@ -197,15 +240,6 @@ impl Schema {
         }];
         walker.mark(value, start, String::new(), 0, &mut out);
         out
-    }
-}
-
-fn problem(pointer: String, loc: Option<(usize, usize)>, message: String) -> Problem {
-    Problem {
-        pointer,
-        line: loc.map(|l| l.0),
-        column: loc.map(|l| l.1),
-        message,
     }
 }
 
@@ -798,6 +832,9 @@ fn compile(
             "schema not read",
         ));
     };
+    // Check every closure file against its meta-schema first, so that a
+    // mistake in a shared definitions file is reported on that file.
+    meta_check(schema_dir, root, &resources)?;
     let retriever = ClosureRetriever {
         resources: resources
             .iter()
@@ -808,10 +845,13 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
+        // Formats are assertions here, so a format we cannot check (often a
+        // typo: "datetime") is a schema error, not a silent pass.
+        .should_ignore_unknown_formats(false)
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = format!("not a valid JSON Schema: {}", one_line(&e.to_string()));
+            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),
@@ -833,6 +873,88 @@ fn compile(
         root: root.to_string(),
         has_secrets,
     })
+}
+
+/// Validates each closure file against the meta-schema of its draft (its own
+/// `$schema`, else the root's; files under a custom meta-schema are left to
+/// the compiler, which refuses them since it cannot fetch it).
+fn meta_check(
+    schema_dir: &Path,
+    root: &str,
+    resources: &BTreeMap<String, Value>,
+) -> Result<(), Rejection> {
+    use jsonschema::Draft;
+    let draft_of = |v: &Value| {
+        v.get("$schema")
+            .and_then(Value::as_str)
+            .map(Draft::from_schema_uri)
+    };
+    let root_draft = resources.get(root).and_then(draft_of).unwrap_or_default();
+    for (rel, json) in resources {
+        let draft = draft_of(json).unwrap_or(root_draft);
+        let meta = match draft {
+            Draft::Draft4 => jsonschema::draft4::meta::validator(),
+            Draft::Draft6 => jsonschema::draft6::meta::validator(),
+            Draft::Draft7 => jsonschema::draft7::meta::validator(),
+            Draft::Draft201909 => jsonschema::draft201909::meta::validator(),
+            Draft::Draft202012 => jsonschema::draft202012::meta::validator(),
+            _ => continue,
+        };
+        let first = meta.iter_errors(json).next();
+        if let Some(e) = first {
+            let pointer = e.instance_path().as_str().to_string();
+            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            return Err(Rejection::new(
+                Code::SchemaInvalid,
+                label(schema_dir, rel),
+                Problem {
+                    pointer,
+                    line: None,
+                    column: None,
+                    message,
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A readable message for a schema that fails its meta-schema: the common
+/// mistake (a misspelt `type`) gets its own words.
+fn schema_error_message(pointer: &str, instance: &Value, raw: &str) -> String {
+    let segments = document::pointer_segments(pointer).unwrap_or_default();
+    let n = segments.len();
+    let in_type = segments.last().map(String::as_str) == Some("type")
+        || (n >= 2 && segments.get(n - 2).map(String::as_str) == Some("type")); // ok: n >= 2
+    if in_type {
+        const TYPES: [&str; 7] = [
+            "array", "boolean", "integer", "null", "number", "object", "string",
+        ];
+        let unknown = match instance {
+            Value::String(t) => Some(t.as_str()),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| !TYPES.contains(t)),
+            _ => None,
+        };
+        if let Some(t) = unknown.filter(|t| !TYPES.contains(t)) {
+            return format!(
+                "unknown type {} (expected one of {})",
+                quote(t),
+                TYPES.join(", ")
+            );
+        }
+    }
+    if segments.last().map(String::as_str) == Some("format") && raw.starts_with("Unknown format") {
+        if let Value::String(f) = instance {
+            return format!(
+                "unknown format {} (formats are asserted; use a known one such as date-time, date, email, uri, hostname, ipv4)",
+                quote(f)
+            );
+        }
+    }
+    format!("not a valid JSON Schema: {}", one_line(raw))
 }
 
 /// Collapses whitespace runs (messages are printed one per line).

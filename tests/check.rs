@@ -376,6 +376,31 @@ fn schema_with_an_unknown_type() {
     assert_eq!(problems[0]["code"], "E_SCHEMA_INVALID");
     assert_eq!(problems[0]["file"], "schemas/x.schema.json");
     assert_eq!(problems[0]["pointer"], "/properties/a/type");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"unknown type "integr""#),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn unknown_type_in_shared_definitions_is_reported_on_that_file() {
+    let s = Scratch::new();
+    let common = std::fs::read_to_string(s.path().join("schemas/common.schema.json")).unwrap();
+    s.config("app.toml", APP).schema(
+        "common.schema.json",
+        &common.replacen(r#""type": "integer""#, r#""type": "int""#, 1),
+    );
+    let run = s.check(&[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.lines(),
+        vec![
+            r#"schemas/common.schema.json: E_SCHEMA_INVALID /$defs/duration_ms/type: unknown type "int" (expected one of array, boolean, integer, null, number, object, string)"#
+        ]
+    );
 }
 
 #[test]
@@ -600,5 +625,56 @@ fn deep_nesting_is_a_clear_parse_error() {
             && run.stdout.contains("E_PARSE nesting deeper than"),
         "{}",
         run.stdout
+    );
+}
+
+#[test]
+fn unknown_format_is_a_schema_error_not_a_silent_pass() {
+    let s = Scratch::new();
+    s.config("x.toml", "at = \"now\"\n").schema(
+        "x.schema.json",
+        r#"{"properties": {"at": {"type": "string", "format": "datetime"}}}"#,
+    );
+    let run = s.check(&[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.starts_with(
+            r#"schemas/x.schema.json: E_SCHEMA_INVALID /properties/at/format: unknown format "datetime""#
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unevaluated_property_points_at_the_key() {
+    let s = Scratch::new();
+    s.config("x.toml", "a = 1\n\n[t]\nb = 2\nc = 3\n").schema(
+        "x.schema.json",
+        r#"{"properties": {"t": {"properties": {"b": {}}, "unevaluatedProperties": false}}}"#,
+    );
+    let run = s.check(&[]);
+    assert_eq!(
+        run.lines(),
+        vec![r#"configs/x.toml:5:1: E_SCHEMA /t/c: unevaluated property "c" is not allowed"#]
+    );
+}
+
+#[test]
+fn many_violations_are_capped_with_a_count() {
+    let s = Scratch::new();
+    let items = vec!["\"x\""; 250].join(", ");
+    s.config("x.toml", &format!("a = [{items}]\n")).schema(
+        "x.schema.json",
+        r#"{"properties": {"a": {"items": {"type": "integer"}}}}"#,
+    );
+    let (code, problems) = s.check_json(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(problems.len(), 101);
+    assert_eq!(problems[0]["pointer"], "/a/0");
+    assert_eq!(problems[0]["column"], 6);
+    assert_eq!(
+        problems[100]["message"],
+        "... and 150 more violations not shown (at most 100 are listed)"
     );
 }
