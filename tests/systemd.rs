@@ -341,6 +341,17 @@ fn abstract_notify_socket_works_and_foreign_watchdog_is_ignored() {
 }
 
 #[test]
+fn failed_startup_never_claims_ready() {
+    let env = app_env();
+    env.write_doc("app", "port = \"nine\"\nname = \"a\"\n");
+    let manager = Manager::at_path();
+    let mut daemon = spawn(&env, &[], &[("NOTIFY_SOCKET", &manager.address)]);
+    let status = daemon.wait_exit(DEADLINE).expect("exits");
+    assert_eq!(status.code(), Some(1));
+    assert_quiet(&manager, Duration::from_millis(200), "failed startup");
+}
+
+#[test]
 fn no_notify_socket_means_no_notifications_and_a_normal_run() {
     let env = app_env();
     let mut daemon = spawn(&env, &[], &[]);
