@@ -256,10 +256,26 @@ fn app_env() -> Env {
     env
 }
 
+/// `hotconf run` for `env` with `extra` flags, in an environment holding no
+/// inherited hotconf or systemd variables (a CI job run by systemd may have
+/// `WATCHDOG_PID` set), plus `envs`.
 fn spawn(env: &Env, extra: &[&str], envs: &[(&str, &str)]) -> Daemon {
-    let mut args = env.run_args();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Daemon::spawn(&args, envs)
+    let mut cmd = Command::new(bin());
+    cmd.args(env.run_args())
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("HOTCONF_")
+            || k.starts_with("WATCHDOG_")
+            || k == "NOTIFY_SOCKET"
+            || k == "RUNTIME_DIRECTORY"
+        {
+            cmd.env_remove(&*k);
+        }
+    }
+    cmd.envs(envs.iter().copied());
+    Daemon::from_command(cmd)
 }
 
 fn assert_quiet(manager: &Manager, window: Duration, what: &str) {
