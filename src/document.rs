@@ -157,12 +157,22 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
 
 /// A parsed document: its JSON value and what the rejection path needs to
 /// map JSON pointers back to source spans.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows neither the value nor the text: they may hold secrets.
+#[derive(Clone)]
 pub struct Parsed {
     /// The document as JSON (datetimes as RFC 3339 strings).
     pub value: serde_json::Value,
     /// The source text (kept only to locate schema violations).
     pub text: String,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parsed")
+            .field("text_len", &self.text.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// UTF-8 check, TOML parse and conversion to JSON. `E_ENCODING` or
@@ -327,10 +337,15 @@ fn convert_value(
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Value::Number(n.into()),
-            Err(_) => {
-                return Err(at(
-                    "integer out of range (TOML integers are 64-bit signed)".to_string()
-                ))
+            Err(e) => {
+                use std::num::IntErrorKind;
+                let what = match e.kind() {
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                        "integer out of range (TOML integers are 64-bit signed)"
+                    }
+                    _ => "invalid integer",
+                };
+                return Err(at(what.to_string()));
             }
         },
         DeValue::Float(f) => {
@@ -788,6 +803,8 @@ mod tests {
         );
         let r = err("a = 9223372036854775808\n");
         assert!(r.problems[0].message.contains("out of range"));
+        let r = err("a = 0x\n");
+        assert_eq!(r.problems[0].message, "invalid integer");
     }
 
     #[test]

@@ -59,6 +59,32 @@ const MAX_CLOSURE_FILES: usize = 256;
 /// must not produce a million-line answer.
 pub const MAX_PROBLEMS: usize = 100;
 
+/// Documents with more values than this get only their first violation
+/// looked for (see [`Schema::validate`]).
+pub const BULK_VALUES: usize = 100_000;
+
+/// Whether `value` holds more than `limit` values (counted without
+/// recursion, stopping as soon as the answer is known).
+fn more_values_than(value: &Value, limit: usize) -> bool {
+    let mut count = 0usize;
+    let mut work = vec![value];
+    while let Some(v) = work.pop() {
+        count = count.saturating_add(1);
+        if count > limit {
+            return true;
+        }
+        match v {
+            Value::Object(map) => work.extend(map.values()),
+            Value::Array(items) => work.extend(items.iter()),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Longer offending values are quoted by their first this-many characters.
+const MAX_QUOTED: usize = 64;
+
 /// What secrets are replaced with in redacted values.
 pub const REDACTED: &str = "<redacted>";
 
@@ -105,13 +131,28 @@ impl Schema {
     /// Locations: the offending value; for `additionalProperties` the extra
     /// key (one problem per key, pointer to the extra property); for
     /// `required` the table lacking the key (its `[header]`, or line 1
-    /// column 1 for the root). Messages quote at most the offending scalar,
-    /// never a secret, never a whole table or array.
+    /// column 1 for the root). Messages quote at most the offending scalar
+    /// (its first 64 characters), never a secret, never a whole table or
+    /// array. At most [`MAX_PROBLEMS`] violations are listed, in source
+    /// order, then one location-less problem counts the rest. A document
+    /// with more than [`BULK_VALUES`] values gets only its first violation
+    /// (collecting them all would cost memory per violation), and says so.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
         if self.validator.is_valid(&parsed.value) {
             return Ok(());
         }
-        let errors: Vec<_> = self.validator.iter_errors(&parsed.value).collect();
+        // Collecting every error costs memory per error; on a huge document
+        // (a 4 MiB array of wrong items) only the first one is looked for.
+        let huge = more_values_than(&parsed.value, BULK_VALUES);
+        let errors: Vec<_> = if huge {
+            self.validator
+                .validate(&parsed.value)
+                .err()
+                .into_iter()
+                .collect()
+        } else {
+            self.validator.iter_errors(&parsed.value).collect()
+        };
         if errors.is_empty() {
             return Ok(());
         }
@@ -167,7 +208,14 @@ impl Schema {
                     } else if instance.is_array() {
                         error.masked_with("array").to_string()
                     } else {
-                        error.to_string()
+                        let shown = instance.to_string();
+                        if shown.chars().count() > MAX_QUOTED {
+                            // A long value is quoted by its beginning only.
+                            let head: String = shown.chars().take(MAX_QUOTED).collect();
+                            error.masked_with(format!("{head}…")).to_string()
+                        } else {
+                            error.to_string()
+                        }
                     };
                     let at = offset(&pointer, Target::Value);
                     found.push((pointer, at, message));
@@ -193,6 +241,11 @@ impl Schema {
         };
         rejection.sort_problems();
         rejection.problems.dedup();
+        if huge {
+            rejection.problems.push(Problem::bare(format!(
+                "the document has more than {BULK_VALUES} values: only the first violation is listed"
+            )));
+        }
         if omitted > 0 {
             // Last, after sorting: a summary, not a location.
             rejection.problems.push(Problem::bare(format!(
@@ -202,12 +255,19 @@ impl Schema {
         Err(rejection)
     }
 
-    /// Whether any value of documents under this schema can be a secret.
+    /// Whether any value of documents under this schema can be a secret:
+    /// a `"writeOnly": true` is reachable from the schema's root (through
+    /// `$ref`s too), or something we cannot follow is (then we assume yes).
+    /// When true, peers other than the daemon's uid and root must see the
+    /// hash of the redacted value instead of the source hash (SPEC §5).
     pub fn has_secrets(&self) -> bool {
         self.has_secrets
     }
 
-    /// `value` with every secret replaced by `"<redacted>"`.
+    /// `value` with every secret replaced by `"<redacted>"` (a secret table
+    /// or array is replaced whole). `value` is meant to be a document valid
+    /// under this schema; for anything else the walk still hides whatever a
+    /// `writeOnly` schema may apply to. The input is not modified.
     pub fn redact(&self, value: &serde_json::Value) -> serde_json::Value {
         let mut out = value.clone();
         if !self.has_secrets {
@@ -646,12 +706,16 @@ pub struct SchemaCache {
     /// The last compiled schema of each document NAME; reused while the
     /// closure's hash is unchanged.
     compiled: HashMap<String, Arc<Schema>>,
+    /// The last compile failure of each NAME with the closure hash that
+    /// caused it, so unchanged broken bytes are not recompiled every reload.
+    failed: HashMap<String, (String, Rejection)>,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchemaCache")
             .field("compiled", &self.compiled.len())
+            .field("failed", &self.failed.len())
             .finish()
     }
 }
@@ -686,15 +750,31 @@ impl SchemaCache {
                 return Ok(Arc::clone(cached));
             }
         }
-        let schema = Arc::new(compile(schema_dir, name, &root, closure, sha256)?);
-        self.compiled.insert(name.to_string(), Arc::clone(&schema));
-        Ok(schema)
+        if let Some((failed_sha, rejection)) = self.failed.get(name) {
+            if *failed_sha == sha256 {
+                return Err(rejection.clone());
+            }
+        }
+        match compile(schema_dir, name, &root, closure, sha256.clone()) {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                self.failed.remove(name);
+                self.compiled.insert(name.to_string(), Arc::clone(&schema));
+                Ok(schema)
+            }
+            Err(rejection) => {
+                self.failed
+                    .insert(name.to_string(), (sha256, rejection.clone()));
+                Err(rejection)
+            }
+        }
     }
 
     /// Forgets schemas of documents not in `names` (for a daemon whose
     /// documents come and go).
     pub fn retain(&mut self, names: &HashSet<String>) {
         self.compiled.retain(|k, _| names.contains(k));
+        self.failed.retain(|k, _| names.contains(k));
     }
 }
 
@@ -851,7 +931,11 @@ fn compile(
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            let message = if matches!(e.kind(), ValidationErrorKind::Referencing(_)) {
+                format!("unresolvable $ref: {}", one_line(&e.to_string()))
+            } else {
+                schema_error_message(&pointer, e.instance(), &e.to_string())
+            };
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),

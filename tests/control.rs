@@ -827,3 +827,105 @@ fn untrusted_peers_see_redacted_values_and_may_not_reload() {
         "403 logged with the peer's uid"
     );
 }
+
+#[test]
+fn daemon_and_client_agree_on_the_socket_from_the_environment() {
+    let env = Env::new();
+    two_docs(&env);
+    let runtime = env.path().join("runtime");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let mut args = env.run_args();
+    let i = args.iter().position(|a| a == "--socket").expect("--socket");
+    args.drain(i..i + 2);
+    args.extend(["--poll-interval".into(), "0".into()]);
+    let runtime_str = runtime.to_str().expect("utf-8");
+    let d = Daemon::spawn(&args, &[("RUNTIME_DIRECTORY", runtime_str)]);
+    let socket = runtime.join("hotconf.sock");
+    assert!(d.wait_ready(&socket), "{:#?}", d.stderr_lines());
+    let o = cli(&["status"], &[("RUNTIME_DIRECTORY", &runtime)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // XDG_RUNTIME_DIR comes after RUNTIME_DIRECTORY, for both.
+    let o = cli(
+        &["get", "a/port"],
+        &[
+            ("RUNTIME_DIRECTORY", &runtime),
+            ("XDG_RUNTIME_DIR", env.path()),
+        ],
+    );
+    assert_eq!(stdout(&o), "1\n");
+    // (Unless a system daemon's socket exists: clients try it first.)
+    if !Path::new(hotconf::paths::SYSTEM_SOCKET).exists() {
+        let o = cli(&["get", "a/port"], &[("XDG_RUNTIME_DIR", &runtime)]);
+        assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn through_the_socket_an_implicit_reload_reports_missing_and_an_explicit_one_removes() {
+    let env = Env::new();
+    two_docs(&env);
+    let _d = start(&env, &["--poll-interval", "50ms", "--debounce", "50ms"]);
+    std::fs::remove_file(env.configs.join("b.toml")).expect("rm");
+    assert!(wait_status(&env, |v| v["documents"]["b"]["state"] == "missing"));
+    let v = status(&env);
+    assert_eq!(
+        v["generation"],
+        json!(1),
+        "missing is status, not a generation"
+    );
+    assert_eq!(v["documents"]["b"]["last_error"]["code"], "E_MISSING");
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(
+        get(&env, "/v1/config/b").json(),
+        json!({"port": 2}),
+        "last good served"
+    );
+
+    let o = cli_on(&env, &["reload"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("removed:  b\n"), "{}", stdout(&o));
+    let v = status(&env);
+    assert_eq!(v["generation"], json!(2));
+    assert_eq!(v["ok"], json!(true));
+    assert!(v["documents"].get("b").is_none(), "{v}");
+    assert_eq!(get(&env, "/v1/config/b").status, 404);
+}
+
+#[test]
+fn through_the_socket_all_or_nothing_and_identical_bytes() {
+    let env = Env::new();
+    two_docs(&env);
+    let _d = start(&env, &["--poll-interval", "0", "--all-or-nothing"]);
+    env.write_doc("a", "port = 10\n");
+    env.write_doc("b", "port = 0\n");
+    let v = http(&env.socket(), "POST", "/v1/reload", None)
+        .expect("reload")
+        .json();
+    assert_eq!(
+        v["generation"],
+        json!(1),
+        "one rejection rejects everything"
+    );
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(get(&env, "/v1/config/a/port").json(), json!(1));
+
+    env.write_doc("b", "port = 2\n");
+    let v = http(&env.socket(), "POST", "/v1/reload", None)
+        .expect("reload")
+        .json();
+    assert_eq!(
+        (v["generation"].clone(), v["ok"].clone()),
+        (json!(2), json!(true))
+    );
+    // b's content is what was served all along: only a changes.
+    assert_eq!(v["accepted"], json!(["a"]));
+
+    // Rewriting identical bytes: an explicit reload, but no generation.
+    env.write_doc("a", "port = 10\n");
+    let v = http(&env.socket(), "POST", "/v1/reload", None)
+        .expect("reload")
+        .json();
+    assert_eq!(v["generation"], json!(2));
+    assert_eq!(v["accepted"], json!([]));
+    assert_eq!(status(&env)["documents"]["a"]["generation"], json!(2));
+}

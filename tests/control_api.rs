@@ -712,3 +712,27 @@ fn a_client_leaving_a_blocking_query_leaks_nothing() {
         );
     }
 }
+
+#[test]
+fn an_oversized_request_head_is_refused_without_harm() {
+    use std::io::{Read, Write};
+    let f = Fixture::new();
+    two_generations(&f);
+    let mut s = std::os::unix::net::UnixStream::connect(&f.socket).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let big = "a".repeat(1 << 20);
+    // The server may close before we finish writing: that is a refusal too.
+    let _ = write!(
+        s,
+        "GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer:.200}"
+    );
+    assert_eq!(f.get("/v1/status").status, 200);
+    assert!(common::wait_until(DEADLINE, || f.connections() == 0));
+}

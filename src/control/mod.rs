@@ -56,16 +56,13 @@ impl ServerOptions {
     /// §4, creating the private `/tmp` fallback directory if it comes to
     /// that).
     pub fn from_settings(settings: &crate::daemon::Settings) -> Result<Self, BindError> {
-        let path = crate::paths::daemon_socket(settings.socket.as_deref()).map_err(|source| {
-            BindError::Io {
-                path: crate::paths::resolve_socket(
-                    settings.socket.as_deref(),
-                    crate::paths::Role::Daemon,
-                )
-                .path,
-                source,
-            }
+        let resolved =
+            crate::paths::resolve_socket(settings.socket.as_deref(), crate::paths::Role::Daemon);
+        crate::paths::prepare_socket_dir(&resolved).map_err(|source| BindError::Io {
+            path: resolved.path.clone(),
+            source,
         })?;
+        let path = resolved.path;
         Ok(ServerOptions {
             socket: SocketOptions {
                 path,
