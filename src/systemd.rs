@@ -359,6 +359,7 @@ fn name_list(names: &[String]) -> String {
 /// process (`WATCHDOG_PID` unset or equal to our pid); `None` otherwise.
 pub fn watchdog_period() -> Option<Duration> {
     let timeout = sd_notify::watchdog_enabled()?;
+    // ok: dividing a Duration by a non-zero constant cannot panic.
     let period = timeout / 2;
     (!period.is_zero()).then_some(period)
 }
@@ -436,6 +437,7 @@ async fn watchdog_loop(systemd: Arc<Systemd>, period: Duration, probes: Vec<Prob
     let probes: Vec<Arc<Probe>> = probes.into_iter().map(Arc::new).collect();
     // Probes must finish well inside the period so that a ping that is due
     // is never later than systemd's deadline (2 × period).
+    // ok: non-zero constant divisor.
     let deadline = period / 2;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
