@@ -27,6 +27,7 @@ use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
+use crate::systemd::{Probe, Systemd};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,6 +228,29 @@ impl Daemon {
         })
     }
 
+    /// What the systemd watchdog checks before each ping: the reloader takes
+    /// a request from its queue and finishes it (an implicit look, which
+    /// is silent when nothing changed) and the control socket answers
+    /// `GET /v1/status`.
+    fn watchdog_probes(&self) -> Vec<Probe> {
+        let reload = self.reload.clone();
+        let reloader = Probe::new("reloader", move || {
+            let reload = reload.clone();
+            async move {
+                reload
+                    .reload(Trigger::Poll)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let mut probes = vec![reloader];
+        if let Some(control) = &self.control {
+            probes.push(Probe::control_socket(control.socket_path().to_path_buf()));
+        }
+        probes
+    }
+
     /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
     /// Returns the name of the signal that stopped it.
     async fn serve(&self, signals: &mut Signals) -> &'static str {
@@ -267,7 +291,6 @@ impl Daemon {
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
-        // WIRING (systemd, later): STOPPING=1 here.
         // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
         let control = async {
             if let Some(c) = self.control {
@@ -329,10 +352,14 @@ async fn run_async(settings: Settings) -> i32 {
     // Observers are fixed before the reloader starts; each is told about
     // every reload that does something, in this order.
     let metrics = Arc::new(Metrics::new());
+    // No-op without NOTIFY_SOCKET.
+    let systemd = Systemd::from_env();
     let observers: Vec<Arc<dyn ReloadObserver>> = vec![
         Arc::new(LogObserver),
         metrics.clone(),
-        // WIRING (systemd, later): RELOADING=1 / READY=1 / STATUS= observer.
+        // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
+        // that whoever hears READY=1 finds the counters already moved.
+        systemd.clone(),
     ];
     let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
@@ -361,9 +388,14 @@ async fn run_async(settings: Settings) -> i32 {
     // WIRING (watcher, branch `watcher`): start it here from
     // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
     // and `daemon.shutdown.clone()`.
-    // WIRING (systemd, later): READY=1 here, the startup load is done.
+    // The startup load is done and every component is listening.
+    systemd.ready(&daemon.store.status(), &daemon.store.load());
+    systemd.spawn_watchdog(daemon.watchdog_probes());
 
     let reason = daemon.serve(&mut signals).await;
+    // Before draining: systemd must not expect a READY=1 for a reload
+    // that is still finishing, nor ping the watchdog any more.
+    systemd.stopping();
     daemon.stop(reason).await;
     0
 }
