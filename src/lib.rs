@@ -85,9 +85,11 @@ pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod typed;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
 pub use snapshot::{ServedDocument, Snapshot};
 pub use status::Trigger;
 pub use store::Store;
+pub use typed::{TypeRegistry, TypedView};
