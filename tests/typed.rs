@@ -69,7 +69,13 @@ fn type_mismatch_keeps_last_good() {
     let out = reload(&handle, Trigger::Startup);
     assert_eq!(out.accepted, vec!["app"]);
     let good = store.typed::<App>("app").expect("typed value served");
-    assert_eq!(*good, App { name: "a".into(), port: 8080 });
+    assert_eq!(
+        *good,
+        App {
+            name: "a".into(),
+            port: 8080
+        }
+    );
 
     // Valid under the schema (any integer), not a u16.
     env.write_doc("app", &app("a", 70000));
@@ -129,7 +135,10 @@ fn a_field_the_schema_lacks_but_the_type_requires_is_e_type_at_its_table() {
     let err = status.documents["app"].last_error.as_ref().expect("error");
     assert_eq!(err.rejection.code, Code::Type);
     let p = &err.rejection.problems[0];
-    assert_eq!((p.pointer.as_str(), p.line, p.column), ("", Some(1), Some(1)));
+    assert_eq!(
+        (p.pointer.as_str(), p.line, p.column),
+        ("", Some(1), Some(1))
+    );
     assert!(p.message.contains("missing field `name`"), "{}", p.message);
 }
 
@@ -184,7 +193,10 @@ fn typed_read_returns_the_same_arc_for_the_same_version() {
     env.write_doc("app", &app("a", 2));
     reload(&handle, Trigger::Watch);
     let fourth = view.load().expect("typed");
-    assert!(!Arc::ptr_eq(&first, &fourth), "a new version is a new value");
+    assert!(
+        !Arc::ptr_eq(&first, &fourth),
+        "a new version is a new value"
+    );
     assert_eq!(fourth.port, 2);
     assert_eq!(first.port, 1, "a held Arc keeps its version");
 }
