@@ -143,6 +143,39 @@ fn a_field_the_schema_lacks_but_the_type_requires_is_e_type_at_its_table() {
 }
 
 #[test]
+fn a_key_the_schema_allows_but_the_type_denies_is_e_type_at_the_key() {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        #[allow(dead_code)]
+        port: u16,
+    }
+    let env = Env::new();
+    env.write_schema("strict", &json!({"type": "object"}));
+    env.write_doc("strict", "port = 1\n\n[extra]\nx = 1\n");
+    let (store, handle) = start(&env, |c| {
+        c.register::<Strict>("strict");
+    });
+    reload(&handle, Trigger::Startup);
+    let status = store.status();
+    let err = status.documents["strict"]
+        .last_error
+        .as_ref()
+        .expect("error");
+    assert_eq!(err.rejection.code, Code::Type);
+    let p = &err.rejection.problems[0];
+    assert_eq!(
+        (p.pointer.as_str(), p.line, p.column),
+        ("/extra", Some(3), Some(2))
+    );
+    assert!(
+        p.message.starts_with("unknown field `extra`"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
 fn type_errors_never_quote_a_secret() {
     #[derive(Debug, Deserialize)]
     struct Db {
