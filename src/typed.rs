@@ -306,6 +306,10 @@ fn safe_message(message: &str, value: &Value, secret: bool) -> String {
             .unwrap_or("");
         let shown = if secret {
             REDACTED.to_string()
+        } else if value.is_object() || value.is_array() {
+            // serde's words are then about a key (an enum variant) or a
+            // value its path does not reach (flattened data): keep them.
+            return truncate(message, MAX_MESSAGE);
         } else {
             describe(value)
         };
@@ -543,6 +547,9 @@ mod tests {
             m.starts_with("unknown variant: string \"slow\", expected"),
             "{m}"
         );
+        let (p, m) = error(&json!({"server": {"port": 1}, "mode": {"slow": 1}}));
+        assert_eq!(p, "/mode");
+        assert!(m.starts_with("unknown variant `slow`, expected"), "{m}");
     }
 
     #[test]
