@@ -1,13 +1,13 @@
 //! The whole verdict for one document, and for a directory: read → parse →
 //! validate. What `hotconf check` runs and what the reloader runs per
-//! document. No daemon state here.
+//! document. No daemon state here: no store, no status, no watching.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::document::{self, Parsed};
-use crate::rejection::Rejection;
-use crate::schema::Schema;
+use crate::rejection::{Code, Rejection};
+use crate::schema::{Schema, SchemaCache};
 
 /// Limits applied to every document read.
 #[derive(Debug, Clone, Copy)]
@@ -46,15 +46,115 @@ pub fn list_documents(config_dir: &Path) -> std::io::Result<BTreeMap<String, Pat
     Ok(out)
 }
 
+/// A path as the operator should see it: as given, without a leading `./`
+/// (`./configs/app.toml` prints as `configs/app.toml`).
+pub fn display_path(path: &Path) -> String {
+    let mut components = path.components().peekable();
+    while components.peek() == Some(&Component::CurDir) {
+        components.next();
+    }
+    let trimmed: PathBuf = components.collect();
+    if trimmed.as_os_str().is_empty() {
+        path.display().to_string()
+    } else {
+        trimmed.display().to_string()
+    }
+}
+
 /// What `hotconf check` does: every document of `config_dir` (or only
 /// `files`, when not empty) read, parsed and validated. Returns every
-/// rejection, sorted by file. Empty means all valid.
+/// rejection, sorted by file then line. Empty means all valid.
+///
+/// - A document's label is its path as given or listed (`configs/app.toml`).
+/// - A given file's document NAME comes from its file name, and its schema
+///   from `schema_dir` wherever the file is; a given file whose name is not
+///   a document name (`notes.txt`, `.app.toml`) is `E_IO` ("not a document
+///   name") and is not read.
+/// - A missing schema is `E_NO_SCHEMA` on the document; an invalid schema is
+///   `E_SCHEMA_INVALID` on the schema file at fault, reported once even when
+///   several documents use it.
+/// - An unreadable config directory is one `E_IO` on the directory.
 pub fn check(
     config_dir: &Path,
     schema_dir: &Path,
     files: &[PathBuf],
     limits: Limits,
 ) -> Vec<Rejection> {
-    let _ = (config_dir, schema_dir, files, limits);
-    Vec::new()
+    let mut rejections = Vec::new();
+    let mut targets: Vec<(String, PathBuf, String)> = Vec::new();
+    if files.is_empty() {
+        match list_documents(config_dir) {
+            Ok(docs) => {
+                for (name, path) in docs {
+                    targets.push((display_path(&path), path, name));
+                }
+            }
+            Err(e) => rejections.push(Rejection::bare(
+                Code::Io,
+                display_path(config_dir),
+                format!("config directory: {}", document::io_reason(&e)),
+            )),
+        }
+    } else {
+        for path in files {
+            let label = display_path(path);
+            match path.file_name().and_then(document::document_name) {
+                Some(name) => targets.push((label, path.clone(), name.to_string())),
+                None => rejections.push(Rejection::bare(
+                    Code::Io,
+                    label,
+                    "not a document name (expected NAME.toml, NAME matching ^[A-Za-z0-9][A-Za-z0-9_-]*$); not checked",
+                )),
+            }
+        }
+    }
+
+    let mut cache = SchemaCache::new();
+    for (label, path, name) in targets {
+        // Read and parse first, then the schema: a document with a syntax
+        // error and a broken schema gets both reported.
+        let bytes = match document::read_capped(&path, limits.max_file_size, &label) {
+            Ok(bytes) => bytes,
+            Err(r) => {
+                rejections.push(r);
+                continue;
+            }
+        };
+        let parsed = document::parse(&label, &bytes);
+        let schema = cache.load(schema_dir, &name).map_err(|mut r| {
+            if r.code == Code::NoSchema {
+                // Say it on the document: that is what lacks something.
+                r.file = label.clone();
+            }
+            r
+        });
+        match (parsed, schema) {
+            (Ok(parsed), Ok(schema)) => {
+                if let Err(r) = schema.validate(&label, &parsed) {
+                    rejections.push(r);
+                }
+            }
+            (parsed, schema) => {
+                rejections.extend(parsed.err());
+                rejections.extend(schema.err());
+            }
+        }
+    }
+
+    for r in &mut rejections {
+        r.sort_problems();
+    }
+    rejections.sort_by(|a, b| {
+        let key = |r: &Rejection| {
+            let p = r.problems.first();
+            (
+                r.file.clone(),
+                p.and_then(|p| p.line).unwrap_or(0),
+                p.and_then(|p| p.column).unwrap_or(0),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    rejections.dedup();
+    rejections
 }

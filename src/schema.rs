@@ -2,13 +2,59 @@
 //! directory (never anything outside it, never the network), compiling it
 //! once, validating parsed documents with every violation located in the
 //! TOML source, and knowing which values are secrets (`writeOnly`).
+//!
+//! What this module deliberately does not do: read documents, decide what
+//! is served, or watch files. The reloader calls [`SchemaCache::load`] on
+//! every reload; it re-reads the closure's bytes (cheap) and compares
+//! [`Schema::sha256`] with what was last used to decide whether documents
+//! must be re-validated. Compilation happens only when those bytes change.
+//!
+//! ## `$ref` resolution
+//!
+//! A `$ref` is either local (`#/$defs/port`, `#anchor`) or a relative file
+//! reference (`common.schema.json#/$defs/port`, `defs/net.json`), resolved
+//! against the referring file's directory and required to stay inside the
+//! schema directory, also after following symlinks. Absolute paths, `..`
+//! escapes and any URI with a scheme (`http:`, `https:`, `file:`, `urn:`)
+//! are `E_SCHEMA_INVALID`: nothing outside the schema directory is read and
+//! nothing is fetched. A `$id` that changes the base URI is not supported
+//! for file references (they would not resolve; `E_SCHEMA_INVALID`).
+//!
+//! ## Secrets (`writeOnly`)
+//!
+//! A value is a secret when a schema that applies to it says
+//! `"writeOnly": true`; everything under a secret is secret too. Which
+//! schemas apply is computed by walking the instance and the schema together
+//! (each instance location gets the *set* of schema nodes that may apply, so
+//! the walk is linear in instance size × schema size, whatever the `$ref`
+//! cycles). Covered: `properties`, `patternProperties`,
+//! `additionalProperties`, `unevaluatedProperties`, `items` (both forms),
+//! `prefixItems`, `additionalItems`, `unevaluatedItems`, `contains`,
+//! `allOf`/`anyOf`/`oneOf`/`not`, `if`/`then`/`else`, `dependentSchemas`,
+//! `dependencies`, and `$ref` (local pointers, anchors, files of the
+//! closure). It errs on the side of hiding: every `patternProperties`
+//! schema is assumed to match every key, every branch of `anyOf`/`oneOf`/
+//! `if` is assumed to apply, and a `$ref` it cannot follow (`$dynamicRef`,
+//! `$recursiveRef`, `$id`-based) makes the whole value a secret.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::document::Parsed;
-use crate::rejection::{Code, Rejection};
+use serde_json::Value;
+
+use crate::document::{self, Parsed, Target};
+use crate::rejection::{Code, Problem, Rejection};
+
+/// The virtual base URI under which closure files are given to the
+/// validator; `$ref`s resolve against it and are served from memory only.
+const BASE_URI: &str = "file:///hotconf-schema-dir/";
+
+/// At most this many files in one schema's `$ref` closure.
+const MAX_CLOSURE_FILES: usize = 256;
+
+/// What secrets are replaced with in redacted values.
+pub const REDACTED: &str = "<redacted>";
 
 /// A compiled schema with its `$ref` closure.
 pub struct Schema {
@@ -19,6 +65,16 @@ pub struct Schema {
     pub sha256: String,
     /// Every file of the closure, the schema itself first.
     pub files: Vec<PathBuf>,
+    /// The compiled validator (compiled once per closure content).
+    validator: jsonschema::Validator,
+    /// Each closure file's JSON, by its path relative to the schema
+    /// directory (`/`-separated); used to find `writeOnly` locations.
+    resources: BTreeMap<String, Value>,
+    /// The relative path of the schema itself (`NAME.schema.json`).
+    root: String,
+    /// Whether a `writeOnly: true` (or a `$ref` we cannot follow) is
+    /// reachable from the root.
+    has_secrets: bool,
 }
 
 impl std::fmt::Debug for Schema {
@@ -30,22 +86,522 @@ impl std::fmt::Debug for Schema {
     }
 }
 
+// The reloader shares compiled schemas across threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Schema>();
+};
+
 impl Schema {
     /// Validates a parsed document: `Ok` or `E_SCHEMA` listing every
     /// violation with pointer, line and column. `label` names the TOML file.
+    ///
+    /// Locations: the offending value; for `additionalProperties` the extra
+    /// key (one problem per key, pointer to the extra property); for
+    /// `required` the table lacking the key (its `[header]`, or line 1
+    /// column 1 for the root). Messages quote at most the offending scalar,
+    /// never a secret, never a whole table or array.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
-        let _ = parsed;
-        Err(Rejection::bare(Code::Schema, label, "not implemented yet"))
+        let errors: Vec<_> = self.validator.iter_errors(&parsed.value).collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let secrets = self.secret_pointers(&parsed.value);
+        let root = toml::de::DeTable::parse(&parsed.text).ok();
+        let locate = |pointer: &str, target: Target| {
+            root.as_ref()
+                .and_then(|r| document::locate_in(r, &parsed.text, pointer, target))
+        };
+        let mut problems = Vec::new();
+        for error in &errors {
+            let pointer = error.instance_path().as_str().to_string();
+            match error.kind() {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for key in unexpected {
+                        let p = format!("{pointer}/{}", escape_pointer(key));
+                        let message = format!("additional property {} is not allowed", quote(key));
+                        problems.push(problem(p.clone(), locate(&p, Target::Key), message));
+                    }
+                }
+                jsonschema::error::ValidationErrorKind::Required { .. } => {
+                    let loc = locate(&pointer, Target::Value);
+                    problems.push(problem(pointer, loc, error.to_string()));
+                }
+                kind => {
+                    let instance = error.instance();
+                    let message = if is_under(&secrets, &pointer) {
+                        match kind {
+                            jsonschema::error::ValidationErrorKind::Constant { .. }
+                            | jsonschema::error::ValidationErrorKind::Enum { .. } => {
+                                format!("{REDACTED} is not one of the allowed values")
+                            }
+                            _ => error.masked_with(REDACTED).to_string(),
+                        }
+                    } else if instance.is_object() {
+                        error.masked_with("table").to_string()
+                    } else if instance.is_array() {
+                        error.masked_with("array").to_string()
+                    } else {
+                        error.to_string()
+                    };
+                    let loc = locate(&pointer, Target::Value);
+                    problems.push(problem(pointer, loc, message));
+                }
+            }
+        }
+        let mut rejection = Rejection {
+            code: Code::Schema,
+            file: label.to_string(),
+            problems,
+        };
+        rejection.sort_problems();
+        rejection.problems.dedup();
+        Err(rejection)
     }
 
     /// Whether any value of documents under this schema can be a secret.
     pub fn has_secrets(&self) -> bool {
-        false
+        self.has_secrets
     }
 
     /// `value` with every secret replaced by `"<redacted>"`.
     pub fn redact(&self, value: &serde_json::Value) -> serde_json::Value {
-        value.clone()
+        let mut out = value.clone();
+        if !self.has_secrets {
+            return out;
+        }
+        for pointer in self.secret_pointers(value) {
+            if let Some(slot) = out.pointer_mut(&pointer) {
+                *slot = Value::String(REDACTED.to_string());
+            }
+        }
+        out
+    }
+
+    /// The JSON pointers of every secret in `value` (each covers its whole
+    /// subtree; none is under another).
+    pub fn secret_pointers(&self, value: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.has_secrets {
+            return out;
+        }
+        let walker = Walker {
+            resources: &self.resources,
+        };
+        let Some(root) = self.resources.get(&self.root) else {
+            return out;
+        };
+        let start = vec![Node {
+            file: &self.root,
+            schema: root,
+        }];
+        walker.mark(value, start, String::new(), 0, &mut out);
+        out
+    }
+}
+
+fn problem(pointer: String, loc: Option<(usize, usize)>, message: String) -> Problem {
+    Problem {
+        pointer,
+        line: loc.map(|l| l.0),
+        column: loc.map(|l| l.1),
+        message,
+    }
+}
+
+/// A key as JSON text (quoted, escaped): keys are names, never secrets.
+fn quote(key: &str) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("\"{key}\""))
+}
+
+/// Escapes one JSON pointer segment.
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Whether `pointer` is one of `prefixes` or under one of them.
+fn is_under(prefixes: &[String], pointer: &str) -> bool {
+    prefixes.iter().any(|p| {
+        pointer == p
+            || (pointer.starts_with(p.as_str()) && pointer.as_bytes().get(p.len()) == Some(&b'/'))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Walking schemas for `writeOnly`
+
+/// One schema node and the closure file it lives in.
+#[derive(Clone, Copy)]
+struct Node<'s> {
+    /// Relative path of the file (for resolving its `$ref`s).
+    file: &'s str,
+    /// The schema (an object or a boolean).
+    schema: &'s Value,
+}
+
+/// Walks an instance and the schema nodes that may apply to it.
+struct Walker<'s> {
+    resources: &'s BTreeMap<String, Value>,
+}
+
+/// What applies at one instance location.
+struct Applied<'s> {
+    nodes: Vec<Node<'s>>,
+    /// Some applying schema says `writeOnly: true`, or a `$ref` could not be
+    /// followed (then we hide rather than guess).
+    secret: bool,
+}
+
+impl<'s> Walker<'s> {
+    /// Every schema node applying at one location: `seeds` and everything
+    /// reachable from them through in-place applicators and `$ref`.
+    fn expand(&self, seeds: Vec<Node<'s>>) -> Applied<'s> {
+        let mut seen: HashSet<*const Value> = HashSet::new();
+        let mut work = seeds;
+        let mut nodes = Vec::new();
+        let mut secret = false;
+        while let Some(node) = work.pop() {
+            if !seen.insert(node.schema as *const Value) {
+                continue;
+            }
+            let Some(obj) = node.schema.as_object() else {
+                continue;
+            };
+            if obj.get("writeOnly") == Some(&Value::Bool(true)) {
+                secret = true;
+            }
+            if let Some(r) = obj.get("$ref") {
+                match r.as_str().and_then(|r| self.resolve(node.file, r)) {
+                    Some(target) => work.push(target),
+                    None => secret = true,
+                }
+            }
+            if obj.contains_key("$dynamicRef") || obj.contains_key("$recursiveRef") {
+                secret = true;
+            }
+            for key in ["allOf", "anyOf", "oneOf"] {
+                if let Some(Value::Array(subs)) = obj.get(key) {
+                    work.extend(subs.iter().map(|s| node.at(s)));
+                }
+            }
+            for key in ["not", "if", "then", "else"] {
+                if let Some(sub) = obj.get(key) {
+                    work.push(node.at(sub));
+                }
+            }
+            for key in ["dependentSchemas", "dependencies"] {
+                if let Some(Value::Object(map)) = obj.get(key) {
+                    work.extend(map.values().filter(|v| !v.is_array()).map(|s| node.at(s)));
+                }
+            }
+            nodes.push(node);
+        }
+        Applied { nodes, secret }
+    }
+
+    /// The schemas that may apply to property `key` of an object.
+    fn property(&self, nodes: &[Node<'s>], key: &str) -> Vec<Node<'s>> {
+        let mut out = Vec::new();
+        for node in nodes {
+            let Some(obj) = node.schema.as_object() else {
+                continue;
+            };
+            let named = obj
+                .get("properties")
+                .and_then(Value::as_object)
+                .and_then(|p| p.get(key));
+            if let Some(s) = named {
+                out.push(node.at(s));
+            } else if let Some(s) = obj.get("additionalProperties") {
+                out.push(node.at(s));
+            }
+            if let Some(Value::Object(pp)) = obj.get("patternProperties") {
+                out.extend(pp.values().map(|s| node.at(s)));
+            }
+            if let Some(s) = obj.get("unevaluatedProperties") {
+                out.push(node.at(s));
+            }
+        }
+        out
+    }
+
+    /// The schemas that may apply to item `index` of an array.
+    fn item(&self, nodes: &[Node<'s>], index: usize) -> Vec<Node<'s>> {
+        let mut out = Vec::new();
+        for node in nodes {
+            let Some(obj) = node.schema.as_object() else {
+                continue;
+            };
+            if let Some(s) = obj
+                .get("prefixItems")
+                .and_then(Value::as_array)
+                .and_then(|a| a.get(index))
+            {
+                out.push(node.at(s));
+            }
+            match obj.get("items") {
+                Some(Value::Array(tuple)) => {
+                    if let Some(s) = tuple.get(index) {
+                        out.push(node.at(s));
+                    }
+                }
+                Some(s) => out.push(node.at(s)),
+                None => {}
+            }
+            for key in ["additionalItems", "unevaluatedItems", "contains"] {
+                if let Some(s) = obj.get(key) {
+                    out.push(node.at(s));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records in `out` the pointer of every secret under `value`.
+    fn mark(
+        &self,
+        value: &Value,
+        seeds: Vec<Node<'s>>,
+        pointer: String,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) {
+        if seeds.is_empty() {
+            return;
+        }
+        let applied = self.expand(seeds);
+        // Deeper than any parsed document can be: hide rather than recurse.
+        if applied.secret || depth > document::MAX_DEPTH {
+            out.push(pointer);
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let child = self.property(&applied.nodes, k);
+                    let p = format!("{pointer}/{}", escape_pointer(k));
+                    self.mark(v, child, p, depth.saturating_add(1), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let child = self.item(&applied.nodes, i);
+                    let p = format!("{pointer}/{i}");
+                    self.mark(v, child, p, depth.saturating_add(1), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The node a `$ref` found in `file` points at, if we can follow it.
+    fn resolve(&self, file: &'s str, reference: &str) -> Option<Node<'s>> {
+        let (path, fragment) = match reference.split_once('#') {
+            Some((p, f)) => (p, f),
+            None => (reference, ""),
+        };
+        let target_file: &'s str = if path.is_empty() {
+            file
+        } else {
+            let rel = resolve_relative(file, path).ok()?;
+            self.resources.get_key_value(&rel)?.0.as_str()
+        };
+        let doc = self.resources.get(target_file)?;
+        let schema = if fragment.is_empty() {
+            doc
+        } else if fragment.starts_with('/') {
+            doc.pointer(&percent_decode(fragment))?
+        } else {
+            find_anchor(doc, fragment)?
+        };
+        Some(Node {
+            file: target_file,
+            schema,
+        })
+    }
+}
+
+impl<'s> Node<'s> {
+    /// A subschema of this node (same file).
+    fn at(&self, schema: &'s Value) -> Node<'s> {
+        Node {
+            file: self.file,
+            schema,
+        }
+    }
+}
+
+/// The subschema of `doc` declaring `"$anchor": name` (searched without
+/// recursion).
+fn find_anchor<'v>(doc: &'v Value, name: &str) -> Option<&'v Value> {
+    let mut work = vec![doc];
+    while let Some(v) = work.pop() {
+        match v {
+            Value::Object(map) => {
+                if map.get("$anchor").and_then(Value::as_str) == Some(name) {
+                    return Some(v);
+                }
+                work.extend(map.values());
+            }
+            Value::Array(items) => work.extend(items.iter()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Minimal `%XX` decoding of a URI fragment (JSON pointers in `$ref` may
+/// percent-encode characters).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i.saturating_add(1)..i.saturating_add(3))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(decoded) = hex {
+                out.push(decoded);
+                i = i.saturating_add(3);
+                continue;
+            }
+        }
+        out.push(b);
+        i = i.saturating_add(1);
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
+/// Resolves the path part of a `$ref` found in closure file `from` (both
+/// relative to the schema directory, `/`-separated). Refuses schemes,
+/// absolute paths and anything that climbs out of the schema directory.
+fn resolve_relative(from: &str, path: &str) -> Result<String, String> {
+    if let Some(colon) = path.find(':') {
+        let before = path.get(..colon).unwrap_or("");
+        if !before.contains('/') {
+            return Err(format!(
+                "$ref {} is a URI with a scheme; only files inside the schema directory can be referenced and nothing is fetched",
+                quote(path)
+            ));
+        }
+    }
+    if path.starts_with('/') || path.starts_with('\\') {
+        return Err(format!(
+            "$ref {} is an absolute path; only relative references inside the schema directory are allowed",
+            quote(path)
+        ));
+    }
+    if path.contains('\\') || path.contains('\0') || path.contains('?') {
+        return Err(format!(
+            "$ref {} is not a plain relative file path",
+            quote(path)
+        ));
+    }
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop(); // the referring file's own name
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "$ref {} points outside the schema directory",
+                        quote(path)
+                    ));
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("$ref {} does not name a file", quote(path)));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Every `$ref` string found anywhere in `v` (searched without recursion).
+fn collect_refs(v: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut work = vec![v];
+    while let Some(v) = work.pop() {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.as_str());
+                }
+                work.extend(map.values());
+            }
+            Value::Array(items) => work.extend(items.iter()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a `writeOnly: true`, `$dynamicRef`/`$recursiveRef`, or a `$ref`
+/// we cannot follow is reachable from `root` (following `$ref`s across the
+/// closure). Errs towards `true`.
+fn reaches_secret(resources: &BTreeMap<String, Value>, root: &str) -> bool {
+    let Some(doc) = resources.get(root) else {
+        return false;
+    };
+    let walker = Walker { resources };
+    let mut seen: HashSet<*const Value> = HashSet::new();
+    let mut work: Vec<Node<'_>> = vec![Node {
+        file: root,
+        schema: doc,
+    }];
+    while let Some(node) = work.pop() {
+        if !seen.insert(node.schema as *const Value) {
+            continue;
+        }
+        match node.schema {
+            Value::Object(map) => {
+                if map.get("writeOnly") == Some(&Value::Bool(true))
+                    || map.contains_key("$dynamicRef")
+                    || map.contains_key("$recursiveRef")
+                {
+                    return true;
+                }
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    match walker.resolve(node.file, r) {
+                        Some(target) => work.push(target),
+                        None => return true,
+                    }
+                }
+                work.extend(map.values().map(|v| node.at(v)));
+            }
+            Value::Array(items) => work.extend(items.iter().map(|v| node.at(v))),
+            _ => {}
+        }
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Loading and compiling
+
+/// Serves the closure files to the validator from memory; everything else
+/// is refused (the validator never reads a file or the network itself).
+struct ClosureRetriever {
+    resources: HashMap<String, Value>,
+}
+
+impl jsonschema::Retrieve for ClosureRetriever {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let s = uri.as_str();
+        let s = s.split_once('#').map(|(a, _)| a).unwrap_or(s);
+        match self.resources.get(s) {
+            Some(v) => Ok(v.clone()),
+            None => Err(
+                format!("{s} is not a file of the schema directory (nothing is fetched)").into(),
+            ),
+        }
     }
 }
 
@@ -53,7 +609,24 @@ impl Schema {
 /// as long as its closure's bytes do not change (compile once, reuse).
 #[derive(Default)]
 pub struct SchemaCache {
+    /// The last compiled schema of each document NAME; reused while the
+    /// closure's hash is unchanged.
     compiled: HashMap<String, Arc<Schema>>,
+}
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaCache")
+            .field("compiled", &self.compiled.len())
+            .finish()
+    }
+}
+
+/// One file of a closure, as read.
+struct ClosureFile {
+    rel: String,
+    bytes: Vec<u8>,
+    json: Value,
 }
 
 impl SchemaCache {
@@ -67,13 +640,284 @@ impl SchemaCache {
     /// file it references) is not JSON, not a valid schema, or references
     /// anything outside `schema_dir`. Re-reads the files every call (cheap)
     /// and recompiles only when their bytes changed.
+    ///
+    /// The rejection's `file` is the schema file at fault (for
+    /// `E_NO_SCHEMA`, the missing `NAME.schema.json`).
     pub fn load(&mut self, schema_dir: &Path, name: &str) -> Result<Arc<Schema>, Rejection> {
-        let _ = &self.compiled;
-        let file = schema_dir.join(format!("{name}.schema.json"));
-        Err(Rejection::bare(
-            Code::NoSchema,
-            file.display().to_string(),
-            "not implemented yet",
-        ))
+        let root = format!("{name}.schema.json");
+        let closure = read_closure(schema_dir, &root, name)?;
+        let sha256 = closure_hash(&closure);
+        if let Some(cached) = self.compiled.get(name) {
+            if cached.sha256 == sha256 {
+                return Ok(Arc::clone(cached));
+            }
+        }
+        let schema = Arc::new(compile(schema_dir, name, &root, closure, sha256)?);
+        self.compiled.insert(name.to_string(), Arc::clone(&schema));
+        Ok(schema)
+    }
+
+    /// Forgets schemas of documents not in `names` (for a daemon whose
+    /// documents come and go).
+    pub fn retain(&mut self, names: &HashSet<String>) {
+        self.compiled.retain(|k, _| names.contains(k));
+    }
+}
+
+fn label(schema_dir: &Path, rel: &str) -> String {
+    crate::pipeline::display_path(&schema_dir.join(rel))
+}
+
+/// Reads `root` and every file its `$ref`s reach, root first.
+fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<ClosureFile>, Rejection> {
+    let root_label = label(schema_dir, root);
+    let root_path = schema_dir.join(root);
+    match std::fs::metadata(&root_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Rejection::bare(
+                Code::NoSchema,
+                root_label.clone(),
+                format!(
+                    "no schema for document {}: {root_label} does not exist",
+                    quote(name)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let canonical_dir = std::fs::canonicalize(schema_dir).map_err(|e| {
+        Rejection::bare(
+            Code::SchemaInvalid,
+            root_label.clone(),
+            format!("schema directory: {}", document::io_reason(&e)),
+        )
+    })?;
+    let mut files: Vec<ClosureFile> = Vec::new();
+    let mut known: HashSet<String> = HashSet::new();
+    known.insert(root.to_string());
+    let mut queue: Vec<(String, Option<String>)> = vec![(root.to_string(), None)];
+    while let Some((rel, referrer)) = queue.pop() {
+        let file_label = label(schema_dir, &rel);
+        // Errors about a referenced file are reported on the file holding
+        // the `$ref` when the referenced one cannot even be read.
+        let blame = referrer.as_deref().map(|r| label(schema_dir, r));
+        let path = schema_dir.join(&rel);
+        let canonical = std::fs::canonicalize(&path).map_err(|e| {
+            let at = blame.clone().unwrap_or_else(|| file_label.clone());
+            Rejection::bare(
+                Code::SchemaInvalid,
+                at,
+                format!("{file_label}: {}", document::io_reason(&e)),
+            )
+        })?;
+        if !canonical.starts_with(&canonical_dir) {
+            let at = blame.clone().unwrap_or_else(|| file_label.clone());
+            return Err(Rejection::bare(
+                Code::SchemaInvalid,
+                at,
+                format!("{file_label} resolves outside the schema directory; not read"),
+            ));
+        }
+        let bytes = document::read_capped(&canonical, document::DEFAULT_MAX_FILE_SIZE, &file_label)
+            .map_err(|mut r| {
+                r.code = Code::SchemaInvalid;
+                r
+            })?;
+        let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let text = e.to_string();
+            let what = text.split(" at line ").next().unwrap_or("invalid JSON");
+            Rejection::new(
+                Code::SchemaInvalid,
+                file_label.clone(),
+                Problem::at(
+                    "",
+                    e.line().max(1),
+                    e.column().max(1),
+                    format!("not JSON: {what}"),
+                ),
+            )
+        })?;
+        for reference in collect_refs(&json) {
+            let path_part = reference.split('#').next().unwrap_or("");
+            if path_part.is_empty() {
+                continue;
+            }
+            let target = resolve_relative(&rel, path_part)
+                .map_err(|m| Rejection::bare(Code::SchemaInvalid, file_label.clone(), m))?;
+            if known.insert(target.clone()) {
+                if known.len() > MAX_CLOSURE_FILES {
+                    return Err(Rejection::bare(
+                        Code::SchemaInvalid,
+                        file_label.clone(),
+                        format!("more than {MAX_CLOSURE_FILES} files referenced"),
+                    ));
+                }
+                queue.push((target, Some(rel.clone())));
+            }
+        }
+        files.push(ClosureFile { rel, bytes, json });
+    }
+    // Root first (it was read first), the rest in a stable order.
+    if let Some((first, rest)) = files.split_first_mut() {
+        let _ = first;
+        rest.sort_by(|a, b| a.rel.cmp(&b.rel));
+    }
+    Ok(files)
+}
+
+/// SHA-256 over names and bytes of every closure file, in closure order.
+fn closure_hash(files: &[ClosureFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in files {
+        h.update((f.rel.len() as u64).to_le_bytes());
+        h.update(f.rel.as_bytes());
+        h.update((f.bytes.len() as u64).to_le_bytes());
+        h.update(&f.bytes);
+    }
+    document::hex(&h.finalize())
+}
+
+fn compile(
+    schema_dir: &Path,
+    name: &str,
+    root: &str,
+    closure: Vec<ClosureFile>,
+    sha256: String,
+) -> Result<Schema, Rejection> {
+    let root_label = label(schema_dir, root);
+    let files: Vec<PathBuf> = closure.iter().map(|f| schema_dir.join(&f.rel)).collect();
+    let mut resources = BTreeMap::new();
+    for f in closure {
+        resources.insert(f.rel, f.json);
+    }
+    let Some(root_json) = resources.get(root) else {
+        return Err(Rejection::bare(
+            Code::SchemaInvalid,
+            root_label,
+            "schema not read",
+        ));
+    };
+    let retriever = ClosureRetriever {
+        resources: resources
+            .iter()
+            .map(|(rel, v)| (format!("{BASE_URI}{rel}"), v.clone()))
+            .collect(),
+    };
+    let validator = jsonschema::options()
+        .with_base_uri(format!("{BASE_URI}{root}"))
+        .with_retriever(retriever)
+        .should_validate_formats(true)
+        .build(root_json)
+        .map_err(|e| {
+            let pointer = e.instance_path().as_str().to_string();
+            let message = format!("not a valid JSON Schema: {}", one_line(&e.to_string()));
+            Rejection::new(
+                Code::SchemaInvalid,
+                root_label.clone(),
+                Problem {
+                    pointer,
+                    line: None,
+                    column: None,
+                    message,
+                },
+            )
+        })?;
+    let has_secrets = reaches_secret(&resources, root);
+    Ok(Schema {
+        name: name.to_string(),
+        sha256,
+        files,
+        validator,
+        resources,
+        root: root.to_string(),
+        has_secrets,
+    })
+}
+
+/// Collapses whitespace runs (messages are printed one per line).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write(dir: &Path, name: &str, v: &Value) {
+        std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn relative_refs_stay_inside() {
+        assert_eq!(resolve_relative("a.json", "b.json").unwrap(), "b.json");
+        assert_eq!(resolve_relative("d/a.json", "b.json").unwrap(), "d/b.json");
+        assert_eq!(resolve_relative("d/a.json", "../b.json").unwrap(), "b.json");
+        assert!(resolve_relative("a.json", "../b.json").is_err());
+        assert!(resolve_relative("a.json", "/etc/passwd").is_err());
+        assert!(resolve_relative("a.json", "https://example.com/x.json").is_err());
+        assert!(resolve_relative("a.json", "file:///etc/passwd").is_err());
+        assert!(resolve_relative("a.json", "urn:x").is_err());
+    }
+
+    #[test]
+    fn cache_reuses_until_bytes_change() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "c.schema.json",
+            &json!({"$defs": {"p": {"type": "integer"}}}),
+        );
+        write(
+            dir.path(),
+            "a.schema.json",
+            &json!({"type": "object", "properties": {"x": {"$ref": "c.schema.json#/$defs/p"}}}),
+        );
+        let mut cache = SchemaCache::new();
+        let s1 = cache.load(dir.path(), "a").unwrap();
+        let s2 = cache.load(dir.path(), "a").unwrap();
+        assert!(Arc::ptr_eq(&s1, &s2));
+        assert_eq!(s1.files.len(), 2);
+        write(
+            dir.path(),
+            "c.schema.json",
+            &json!({"$defs": {"p": {"type": "string"}}}),
+        );
+        let s3 = cache.load(dir.path(), "a").unwrap();
+        assert_ne!(s1.sha256, s3.sha256);
+    }
+
+    #[test]
+    fn secrets_are_found_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "c.schema.json",
+            &json!({"$defs": {"secret": {"type": "string", "writeOnly": true}}}),
+        );
+        write(
+            dir.path(),
+            "a.schema.json",
+            &json!({
+                "type": "object",
+                "properties": {
+                    "db": {"type": "object", "properties": {
+                        "password": {"$ref": "c.schema.json#/$defs/secret"},
+                        "user": {"type": "string"}
+                    }},
+                    "tokens": {"type": "array", "items": {"$ref": "#/$defs/tok"}}
+                },
+                "$defs": {"tok": {"writeOnly": true}}
+            }),
+        );
+        let mut cache = SchemaCache::new();
+        let s = cache.load(dir.path(), "a").unwrap();
+        assert!(s.has_secrets());
+        let v = json!({"db": {"password": "hunter2", "user": "u"}, "tokens": ["a", "b"]});
+        assert_eq!(
+            s.redact(&v),
+            json!({"db": {"password": "<redacted>", "user": "u"}, "tokens": ["<redacted>", "<redacted>"]})
+        );
     }
 }
