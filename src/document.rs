@@ -32,7 +32,8 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// The deepest nesting a document may have: the number of keys and array
 /// indices on the path to its deepest value (`a.b = [1]` has depth 3: `/a`,
-/// `/a/b`, `/a/b/0`). Deeper documents are `E_PARSE`.
+/// `/a/b`, `/a/b/0`); an array counts as opening the level of its items even
+/// when empty (`a = []` has depth 2). Deeper documents are `E_PARSE`.
 ///
 /// It is checked twice. First by a cheap, non-recursive scan of the text
 /// ([`parse`] runs it before the TOML parser), which over-estimates (header
@@ -89,7 +90,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// names no path beyond `label`.
 pub fn read_capped(path: &Path, max: u64, label: &str) -> Result<Vec<u8>, Rejection> {
     let io_err = |e: std::io::Error| Rejection::bare(Code::Io, label, io_reason(&e));
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    // Non-blocking open: a FIFO planted in the directory must not hang us
+    // (it is refused below as not a regular file). No effect on files.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io_err)?
+    };
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
         let what = if meta.is_dir() {
@@ -181,6 +191,9 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Parsed, Rejection> {
             ));
         }
     };
+    // A byte-order mark is not content: drop it so that columns on line 1
+    // count from the first real character.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some(at) = text.find('\0') {
         let (line, column) = line_col(text, at);
         return Err(Rejection::new(
@@ -242,7 +255,11 @@ fn sanitize_message(m: &str) -> String {
     if m.chars().count() > MAX {
         out.push('…');
     }
+    // toml says "expected nothing" when nothing more was allowed; noise.
     let trimmed = out.trim();
+    let trimmed = trimmed
+        .strip_suffix(", expected nothing")
+        .unwrap_or(trimmed);
     if trimmed.is_empty() {
         "syntax error".to_string()
     } else {
@@ -339,6 +356,11 @@ fn convert_value(
         }
         DeValue::Datetime(d) => Value::String(rfc3339(d)),
         DeValue::Array(items) => {
+            // Like the pre-scan: opening an array enters its items' level,
+            // even when it is empty.
+            if depth >= MAX_DEPTH {
+                return Err(too_deep(label, text, value.span().start));
+            }
             let mut out = Vec::with_capacity(items.len());
             for item in items.iter() {
                 out.push(convert_value(item, depth.saturating_add(1), label, text)?);
@@ -724,6 +746,37 @@ mod tests {
             serde_json::to_string(&v).unwrap(),
             r#"{"z":1,"a":"x","server":{"port":8080,"ratio":0.5}}"#
         );
+    }
+
+    #[test]
+    fn integers_in_every_notation() {
+        let v = ok("a = 0xff\nb = +5\nc = 1_000\nd = 0o17\ne = 0b101\nf = -9223372036854775808\n");
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 255, "b": 5, "c": 1000, "d": 15, "e": 5, "f": i64::MIN})
+        );
+        let r = err("a = 9223372036854775808\n");
+        assert!(r.problems[0].message.contains("out of range"));
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_a_column() {
+        let r = parse("t", "\u{feff}a = nan\n".as_bytes()).unwrap_err();
+        assert_eq!(
+            (r.problems[0].line, r.problems[0].column),
+            (Some(1), Some(5))
+        );
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let r = read_capped(&p, 100, "f").unwrap_err();
+        assert_eq!(r.code, Code::Io);
+        assert_eq!(r.problems[0].message, "cannot read: is not a regular file");
     }
 
     #[test]

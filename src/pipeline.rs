@@ -158,3 +158,46 @@ pub fn check(
     rejections.dedup();
     rejections
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document at the deepest allowed nesting, failing a recursive schema
+    /// at the bottom, runs the whole rejection path (validation, secret walk,
+    /// span walk) on a thread with a tokio-sized 2 MiB stack.
+    #[test]
+    fn deepest_document_fits_a_small_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deep.schema.json"),
+            r##"{
+                "$ref": "#/$defs/n",
+                "$defs": {"n": {
+                    "type": ["object", "array", "string"],
+                    "additionalProperties": {"$ref": "#/$defs/n"},
+                    "items": {"$ref": "#/$defs/n"},
+                    "properties": {"pw": {"writeOnly": true}}
+                }}
+            }"##,
+        )
+        .unwrap();
+        let mut cache = SchemaCache::new();
+        let schema = cache.load(dir.path(), "deep").unwrap();
+        let half = document::MAX_DEPTH / 2;
+        let text = format!(
+            "{} = {}1{}\n",
+            vec!["k"; half].join("."),
+            "[".repeat(half - 1),
+            "]".repeat(half - 1)
+        );
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || evaluate("deep.toml", text.as_bytes(), &schema))
+            .unwrap();
+        let r = handle.join().unwrap().unwrap_err();
+        assert_eq!(r.code, Code::Schema);
+        assert_eq!(r.problems[0].line, Some(1));
+        assert!(r.problems[0].message.contains("is not of types"), "{r}");
+    }
+}

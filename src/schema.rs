@@ -116,10 +116,19 @@ impl Schema {
         for error in &errors {
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected }
+                | jsonschema::error::ValidationErrorKind::UnevaluatedProperties { unexpected } => {
                     for key in unexpected {
                         let p = format!("{pointer}/{}", escape_pointer(key));
-                        let message = format!("additional property {} is not allowed", quote(key));
+                        let which = if matches!(
+                            error.kind(),
+                            jsonschema::error::ValidationErrorKind::UnevaluatedProperties { .. }
+                        ) {
+                            "unevaluated"
+                        } else {
+                            "additional"
+                        };
+                        let message = format!("{which} property {} is not allowed", quote(key));
                         problems.push(problem(p.clone(), locate(&p, Target::Key), message));
                     }
                 }
@@ -798,6 +807,9 @@ fn compile(
             "schema not read",
         ));
     };
+    // Check every closure file against its meta-schema first, so that a
+    // mistake in a shared definitions file is reported on that file.
+    meta_check(schema_dir, root, &resources)?;
     let retriever = ClosureRetriever {
         resources: resources
             .iter()
@@ -808,10 +820,13 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
+        // Formats are assertions here, so a format we cannot check (often a
+        // typo: "datetime") is a schema error, not a silent pass.
+        .should_ignore_unknown_formats(false)
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = format!("not a valid JSON Schema: {}", one_line(&e.to_string()));
+            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),
@@ -833,6 +848,88 @@ fn compile(
         root: root.to_string(),
         has_secrets,
     })
+}
+
+/// Validates each closure file against the meta-schema of its draft (its own
+/// `$schema`, else the root's; files under a custom meta-schema are left to
+/// the compiler, which refuses them since it cannot fetch it).
+fn meta_check(
+    schema_dir: &Path,
+    root: &str,
+    resources: &BTreeMap<String, Value>,
+) -> Result<(), Rejection> {
+    use jsonschema::Draft;
+    let draft_of = |v: &Value| {
+        v.get("$schema")
+            .and_then(Value::as_str)
+            .map(Draft::from_schema_uri)
+    };
+    let root_draft = resources.get(root).and_then(draft_of).unwrap_or_default();
+    for (rel, json) in resources {
+        let draft = draft_of(json).unwrap_or(root_draft);
+        let meta = match draft {
+            Draft::Draft4 => jsonschema::draft4::meta::validator(),
+            Draft::Draft6 => jsonschema::draft6::meta::validator(),
+            Draft::Draft7 => jsonschema::draft7::meta::validator(),
+            Draft::Draft201909 => jsonschema::draft201909::meta::validator(),
+            Draft::Draft202012 => jsonschema::draft202012::meta::validator(),
+            _ => continue,
+        };
+        let first = meta.iter_errors(json).next();
+        if let Some(e) = first {
+            let pointer = e.instance_path().as_str().to_string();
+            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            return Err(Rejection::new(
+                Code::SchemaInvalid,
+                label(schema_dir, rel),
+                Problem {
+                    pointer,
+                    line: None,
+                    column: None,
+                    message,
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A readable message for a schema that fails its meta-schema: the common
+/// mistake (a misspelt `type`) gets its own words.
+fn schema_error_message(pointer: &str, instance: &Value, raw: &str) -> String {
+    let segments = document::pointer_segments(pointer).unwrap_or_default();
+    let n = segments.len();
+    let in_type = segments.last().map(String::as_str) == Some("type")
+        || (n >= 2 && segments.get(n - 2).map(String::as_str) == Some("type")); // ok: n >= 2
+    if in_type {
+        const TYPES: [&str; 7] = [
+            "array", "boolean", "integer", "null", "number", "object", "string",
+        ];
+        let unknown = match instance {
+            Value::String(t) => Some(t.as_str()),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| !TYPES.contains(t)),
+            _ => None,
+        };
+        if let Some(t) = unknown.filter(|t| !TYPES.contains(t)) {
+            return format!(
+                "unknown type {} (expected one of {})",
+                quote(t),
+                TYPES.join(", ")
+            );
+        }
+    }
+    if segments.last().map(String::as_str) == Some("format") && raw.starts_with("Unknown format") {
+        if let Value::String(f) = instance {
+            return format!(
+                "unknown format {} (formats are asserted; use a known one such as date-time, date, email, uri, hostname, ipv4)",
+                quote(f)
+            );
+        }
+    }
+    format!("not a valid JSON Schema: {}", one_line(raw))
 }
 
 /// Collapses whitespace runs (messages are printed one per line).
