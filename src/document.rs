@@ -652,19 +652,20 @@ pub enum Target {
 /// column 1. `None` if the pointer does not lead anywhere in `text`.
 pub fn locate(text: &str, pointer: &str, target: Target) -> Option<(usize, usize)> {
     let root = DeTable::parse(text).ok()?;
-    locate_in(&root, text, pointer, target)
+    let offset = offset_in(&root, pointer, target)?;
+    Some(line_col(text, offset))
 }
 
-/// [`locate`] on an already parsed `root` (parse once, locate many).
-pub(crate) fn locate_in(
+/// The byte offset [`locate`] turns into a line and column, on an already
+/// parsed `root` (parse once, locate many; see [`line_cols`]).
+pub(crate) fn offset_in(
     root: &Spanned<DeTable<'_>>,
-    text: &str,
     pointer: &str,
     target: Target,
-) -> Option<(usize, usize)> {
+) -> Option<usize> {
     let segments = pointer_segments(pointer)?;
     if segments.is_empty() {
-        return Some((1, 1));
+        return Some(0);
     }
     let mut key_span: Option<Range<usize>> = None;
     let mut current_table: Option<&DeTable<'_>> = Some(root.get_ref());
@@ -711,7 +712,37 @@ pub(crate) fn locate_in(
             }
         }
     };
-    Some(line_col(text, span.start))
+    Some(span.start)
+}
+
+/// [`line_col`] of many offsets in one pass over `text` (the rejection path
+/// of a document with many violations stays linear).
+pub fn line_cols(text: &str, offsets: &[usize]) -> Vec<(usize, usize)> {
+    let mut order: Vec<usize> = (0..offsets.len()).collect();
+    order.sort_by_key(|&i| offsets.get(i).copied().unwrap_or(0));
+    let mut out = vec![(1usize, 1usize); offsets.len()];
+    let mut line = 1usize;
+    let mut column = 1usize;
+    let mut chars = text.char_indices().peekable();
+    for i in order {
+        let target = offsets.get(i).copied().unwrap_or(0);
+        while let Some(&(at, c)) = chars.peek() {
+            if at >= target {
+                break;
+            }
+            if c == '\n' {
+                line = line.saturating_add(1);
+                column = 1;
+            } else {
+                column = column.saturating_add(1);
+            }
+            chars.next();
+        }
+        if let Some(slot) = out.get_mut(i) {
+            *slot = (line, column);
+        }
+    }
+    out
 }
 
 /// The unescaped segments of a JSON pointer (`""` is the root).
@@ -885,6 +916,9 @@ mod tests {
             Some((11, 1))
         );
         assert_eq!(locate(text, "/nope", Target::Value), None);
+        let offsets = [text.len(), 0, 13, text.find("5000").unwrap()];
+        let expected: Vec<_> = offsets.iter().map(|&o| line_col(text, o)).collect();
+        assert_eq!(line_cols(text, &offsets), expected);
     }
 
     #[test]

@@ -141,9 +141,8 @@ pub fn check(
         }
     }
 
-    for r in &mut rejections {
-        r.sort_problems();
-    }
+    // Each rejection's problems are already in source order (a schema
+    // rejection ends with its "... more not shown" line, which must stay last).
     rejections.sort_by(|a, b| {
         let key = |r: &Rejection| {
             let p = r.problems.first();

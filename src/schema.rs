@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
 use crate::document::{self, Parsed, Target};
@@ -52,6 +53,11 @@ const BASE_URI: &str = "file:///hotconf-schema-dir/";
 
 /// At most this many files in one schema's `$ref` closure.
 const MAX_CLOSURE_FILES: usize = 256;
+
+/// At most this many violations are listed per document (the rest are
+/// counted in a last, location-less problem): a 4 MiB file of wrong values
+/// must not produce a million-line answer.
+pub const MAX_PROBLEMS: usize = 100;
 
 /// What secrets are replaced with in redacted values.
 pub const REDACTED: &str = "<redacted>";
@@ -102,46 +108,56 @@ impl Schema {
     /// column 1 for the root). Messages quote at most the offending scalar,
     /// never a secret, never a whole table or array.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
+        if self.validator.is_valid(&parsed.value) {
+            return Ok(());
+        }
         let errors: Vec<_> = self.validator.iter_errors(&parsed.value).collect();
         if errors.is_empty() {
             return Ok(());
         }
         let secrets = self.secret_pointers(&parsed.value);
         let root = toml::de::DeTable::parse(&parsed.text).ok();
-        let locate = |pointer: &str, target: Target| {
+        let offset = |pointer: &str, target: Target| {
             root.as_ref()
-                .and_then(|r| document::locate_in(r, &parsed.text, pointer, target))
+                .and_then(|r| document::offset_in(r, pointer, target))
         };
-        let mut problems = Vec::new();
+        // (pointer, byte offset, message); lines and columns in one pass below.
+        let mut found: Vec<(String, Option<usize>, String)> = Vec::new();
+        let mut omitted = 0usize;
         for error in &errors {
+            if found.len() >= MAX_PROBLEMS {
+                omitted = omitted.saturating_add(1);
+                continue;
+            }
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected }
-                | jsonschema::error::ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                ValidationErrorKind::AdditionalProperties { unexpected }
+                | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+                    let which = if matches!(
+                        error.kind(),
+                        ValidationErrorKind::UnevaluatedProperties { .. }
+                    ) {
+                        "unevaluated"
+                    } else {
+                        "additional"
+                    };
                     for key in unexpected {
                         let p = format!("{pointer}/{}", escape_pointer(key));
-                        let which = if matches!(
-                            error.kind(),
-                            jsonschema::error::ValidationErrorKind::UnevaluatedProperties { .. }
-                        ) {
-                            "unevaluated"
-                        } else {
-                            "additional"
-                        };
                         let message = format!("{which} property {} is not allowed", quote(key));
-                        problems.push(problem(p.clone(), locate(&p, Target::Key), message));
+                        let at = offset(&p, Target::Key);
+                        found.push((p, at, message));
                     }
                 }
-                jsonschema::error::ValidationErrorKind::Required { .. } => {
-                    let loc = locate(&pointer, Target::Value);
-                    problems.push(problem(pointer, loc, error.to_string()));
+                ValidationErrorKind::Required { .. } => {
+                    let at = offset(&pointer, Target::Value);
+                    found.push((pointer, at, error.to_string()));
                 }
                 kind => {
                     let instance = error.instance();
                     let message = if is_under(&secrets, &pointer) {
                         match kind {
-                            jsonschema::error::ValidationErrorKind::Constant { .. }
-                            | jsonschema::error::ValidationErrorKind::Enum { .. } => {
+                            ValidationErrorKind::Constant { .. }
+                            | ValidationErrorKind::Enum { .. } => {
                                 format!("{REDACTED} is not one of the allowed values")
                             }
                             _ => error.masked_with(REDACTED).to_string(),
@@ -153,11 +169,23 @@ impl Schema {
                     } else {
                         error.to_string()
                     };
-                    let loc = locate(&pointer, Target::Value);
-                    problems.push(problem(pointer, loc, message));
+                    let at = offset(&pointer, Target::Value);
+                    found.push((pointer, at, message));
                 }
             }
         }
+        let offsets: Vec<usize> = found.iter().map(|f| f.1.unwrap_or(0)).collect();
+        let places = document::line_cols(&parsed.text, &offsets);
+        let problems = found
+            .into_iter()
+            .zip(places)
+            .map(|((pointer, at, message), (line, column))| Problem {
+                pointer,
+                line: at.map(|_| line),
+                column: at.map(|_| column),
+                message,
+            })
+            .collect();
         let mut rejection = Rejection {
             code: Code::Schema,
             file: label.to_string(),
@@ -165,6 +193,12 @@ impl Schema {
         };
         rejection.sort_problems();
         rejection.problems.dedup();
+        if omitted > 0 {
+            // Last, after sorting: a summary, not a location.
+            rejection.problems.push(Problem::bare(format!(
+                "... and {omitted} more violations not shown (at most {MAX_PROBLEMS} are listed)"
+            )));
+        }
         Err(rejection)
     }
 
@@ -206,15 +240,6 @@ impl Schema {
         }];
         walker.mark(value, start, String::new(), 0, &mut out);
         out
-    }
-}
-
-fn problem(pointer: String, loc: Option<(usize, usize)>, message: String) -> Problem {
-    Problem {
-        pointer,
-        line: loc.map(|l| l.0),
-        column: loc.map(|l| l.1),
-        message,
     }
 }
 
@@ -621,12 +646,16 @@ pub struct SchemaCache {
     /// The last compiled schema of each document NAME; reused while the
     /// closure's hash is unchanged.
     compiled: HashMap<String, Arc<Schema>>,
+    /// The last compile failure of each NAME with the closure hash that
+    /// caused it, so unchanged broken bytes are not recompiled every reload.
+    failed: HashMap<String, (String, Rejection)>,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchemaCache")
             .field("compiled", &self.compiled.len())
+            .field("failed", &self.failed.len())
             .finish()
     }
 }
@@ -661,15 +690,31 @@ impl SchemaCache {
                 return Ok(Arc::clone(cached));
             }
         }
-        let schema = Arc::new(compile(schema_dir, name, &root, closure, sha256)?);
-        self.compiled.insert(name.to_string(), Arc::clone(&schema));
-        Ok(schema)
+        if let Some((failed_sha, rejection)) = self.failed.get(name) {
+            if *failed_sha == sha256 {
+                return Err(rejection.clone());
+            }
+        }
+        match compile(schema_dir, name, &root, closure, sha256.clone()) {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                self.failed.remove(name);
+                self.compiled.insert(name.to_string(), Arc::clone(&schema));
+                Ok(schema)
+            }
+            Err(rejection) => {
+                self.failed
+                    .insert(name.to_string(), (sha256, rejection.clone()));
+                Err(rejection)
+            }
+        }
     }
 
     /// Forgets schemas of documents not in `names` (for a daemon whose
     /// documents come and go).
     pub fn retain(&mut self, names: &HashSet<String>) {
         self.compiled.retain(|k, _| names.contains(k));
+        self.failed.retain(|k, _| names.contains(k));
     }
 }
 

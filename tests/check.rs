@@ -659,3 +659,22 @@ fn unevaluated_property_points_at_the_key() {
         vec![r#"configs/x.toml:5:1: E_SCHEMA /t/c: unevaluated property "c" is not allowed"#]
     );
 }
+
+#[test]
+fn many_violations_are_capped_with_a_count() {
+    let s = Scratch::new();
+    let items = vec!["\"x\""; 250].join(", ");
+    s.config("x.toml", &format!("a = [{items}]\n")).schema(
+        "x.schema.json",
+        r#"{"properties": {"a": {"items": {"type": "integer"}}}}"#,
+    );
+    let (code, problems) = s.check_json(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(problems.len(), 101);
+    assert_eq!(problems[0]["pointer"], "/a/0");
+    assert_eq!(problems[0]["column"], 6);
+    assert_eq!(
+        problems[100]["message"],
+        "... and 150 more violations not shown (at most 100 are listed)"
+    );
+}
