@@ -157,12 +157,22 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
 
 /// A parsed document: its JSON value and what the rejection path needs to
 /// map JSON pointers back to source spans.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows neither the value nor the text: they may hold secrets.
+#[derive(Clone)]
 pub struct Parsed {
     /// The document as JSON (datetimes as RFC 3339 strings).
     pub value: serde_json::Value,
     /// The source text (kept only to locate schema violations).
     pub text: String,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parsed")
+            .field("text_len", &self.text.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// UTF-8 check, TOML parse and conversion to JSON. `E_ENCODING` or

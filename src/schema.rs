@@ -59,6 +59,9 @@ const MAX_CLOSURE_FILES: usize = 256;
 /// must not produce a million-line answer.
 pub const MAX_PROBLEMS: usize = 100;
 
+/// Longer offending values are quoted by their first this-many characters.
+const MAX_QUOTED: usize = 64;
+
 /// What secrets are replaced with in redacted values.
 pub const REDACTED: &str = "<redacted>";
 
@@ -105,8 +108,10 @@ impl Schema {
     /// Locations: the offending value; for `additionalProperties` the extra
     /// key (one problem per key, pointer to the extra property); for
     /// `required` the table lacking the key (its `[header]`, or line 1
-    /// column 1 for the root). Messages quote at most the offending scalar,
-    /// never a secret, never a whole table or array.
+    /// column 1 for the root). Messages quote at most the offending scalar
+    /// (its first 64 characters), never a secret, never a whole table or
+    /// array. At most [`MAX_PROBLEMS`] violations are listed, in source
+    /// order, then one location-less problem counts the rest.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
         if self.validator.is_valid(&parsed.value) {
             return Ok(());
@@ -167,7 +172,14 @@ impl Schema {
                     } else if instance.is_array() {
                         error.masked_with("array").to_string()
                     } else {
-                        error.to_string()
+                        let shown = instance.to_string();
+                        if shown.chars().count() > MAX_QUOTED {
+                            // A long value is quoted by its beginning only.
+                            let head: String = shown.chars().take(MAX_QUOTED).collect();
+                            error.masked_with(format!("{head}…")).to_string()
+                        } else {
+                            error.to_string()
+                        }
                     };
                     let at = offset(&pointer, Target::Value);
                     found.push((pointer, at, message));

@@ -678,3 +678,15 @@ fn many_violations_are_capped_with_a_count() {
         "... and 150 more violations not shown (at most 100 are listed)"
     );
 }
+
+#[test]
+fn long_values_are_quoted_by_their_beginning() {
+    let s = Scratch::new();
+    let long = "Y".repeat(5000);
+    s.app_with("service = \"orders-api\"", &format!("service = \"{long}\""));
+    let run = s.check(&[]);
+    let lines = run.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].len() < 300, "{}", lines[0]);
+    assert!(lines[0].contains("YYYY… does not match"), "{}", lines[0]);
+}
