@@ -224,8 +224,9 @@ fn staircase_of_table_headers_is_rejected() {
         text.push_str(&format!("[{}]\nv = {depth}\n", dotted(depth)));
     }
     let r = rejected("staircase", text.into_bytes());
-    // The first header deeper than the limit, at line 2 * MAX_DEPTH + 1.
-    assert_at(&r, Code::Parse, 2 * MAX_DEPTH + 1, None);
+    // The key `v` under the 64-segment header (line 2 * MAX_DEPTH) is the
+    // first value deeper than the limit.
+    assert_at(&r, Code::Parse, 2 * MAX_DEPTH, None);
 }
 
 /// `toml` caps brackets and key segments at 80 *each*, not their sum: an
@@ -608,6 +609,47 @@ fn three_mib_document_with_100_000_violations_is_rejected_in_bounded_time() {
     );
 }
 
+/// 100,000 keys in one table, none of them allowed: one
+/// `additionalProperties` error naming them all.
+#[test]
+fn one_table_of_100_000_extra_keys_is_rejected_in_bounded_time() {
+    let dirs = Dirs::new();
+    dirs.schema(
+        "flat",
+        &json!({
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "additionalProperties": false
+        }),
+    );
+    let mut text = String::from("name = \"flat\"\n");
+    for k in 0..100_000 {
+        text.push_str(&format!("key_{k:06} = {k}\n"));
+    }
+    let r = dirs.evaluate("flat", text).expect_err("every key is extra");
+    assert_eq!(r.code, Code::Schema, "{r:.300}");
+    let first = &r.problems[0];
+    assert_eq!(first.pointer, "/key_000000");
+    assert_eq!((first.line, first.column), (Some(2), Some(1)), "{r:.300}");
+}
+
+/// 200,000 violations on one 1.2 MB line: locating them must not rescan
+/// the line for each.
+#[test]
+fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
+    let dirs = Dirs::new();
+    dirs.schema(
+        "line",
+        &json!({"type": "object", "properties": {"a": {"items": {"type": "string"}}}}),
+    );
+    let text = format!("a = [{}]\n", "12345,".repeat(200_000));
+    let r = dirs.evaluate("line", text).expect_err("numbers, not strings");
+    assert_eq!(r.code, Code::Schema, "{r:.300}");
+    let first = &r.problems[0];
+    assert_eq!(first.pointer, "/a/0");
+    assert_eq!((first.line, first.column), (Some(1), Some(6)), "{r:.300}");
+}
+
 // ---------------------------------------------------------------------------
 // Schemas
 
@@ -653,7 +695,8 @@ fn many_catastrophic_strings_are_bounded() {
     );
     let mut text = String::new();
     for i in 0..1000 {
-        text.push_str(&format!("k{i} = \"{}b\"\n", "a".repeat(30 + i % 7)));
+        // Distinct strings: the validator remembers unfinished subjects.
+        text.push_str(&format!("k{i} = \"{}b{i}\"\n", "a".repeat(30)));
     }
     let r = dirs.evaluate("re", text).expect_err("no string matches");
     assert_eq!(r.code, Code::Schema, "{r:.300}");
