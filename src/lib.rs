@@ -15,6 +15,7 @@
 //! ```
 //!
 //! - [`document`], [`schema`], [`pipeline`]: pure bytes → verdict.
+//! - [`limits`]: the map of hard limits; linear-time schema regexes.
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the one writer of the store.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod document;
+pub mod limits;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;

@@ -877,6 +877,7 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
+        .with_pattern_options(crate::limits::pattern_options())
         // Formats are assertions here, so a format we cannot check (often a
         // typo: "datetime") is a schema error, not a silent pass.
         .should_ignore_unknown_formats(false)
