@@ -147,6 +147,11 @@ impl Schema {
                         "additional"
                     };
                     for key in unexpected {
+                        // One error may name every key of a huge table.
+                        if found.len() >= MAX_PROBLEMS {
+                            omitted = omitted.saturating_add(1);
+                            continue;
+                        }
                         let p = format!("{pointer}/{}", escape_pointer(key));
                         let message = format!("{which} property {} is not allowed", quote(key));
                         let at = offset(&p, Target::Key);
