@@ -66,9 +66,15 @@ fn listed(dir: &Path, prefix: &str) -> Vec<String> {
     files
 }
 
-/// The category of a corpus file: `valid/float/x.toml` → `float`.
+/// The category of a corpus file: `valid/float/x.toml` → `float`; files
+/// directly under `valid/` are `(top level)`.
 fn category(file: &str) -> &str {
-    file.split('/').nth(1).unwrap_or("?")
+    let parts: Vec<&str> = file.split('/').collect();
+    if parts.len() > 2 {
+        parts[1]
+    } else {
+        "(top level)"
+    }
 }
 
 /// Per-category pass counts, printed at the end.
@@ -107,7 +113,10 @@ fn run_guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 /// Asserts that the disagreements found are exactly the allowlisted ones.
 fn assert_exact_allowlist(found: &BTreeMap<String, String>, kind: &str) {
-    println!("{kind} files where the toml crate disagrees with toml-test: {}", found.len());
+    println!(
+        "{kind} files where the toml crate disagrees with toml-test: {}",
+        found.len()
+    );
     for (file, why) in found {
         println!("  {file}: {why}");
     }
@@ -284,7 +293,10 @@ fn compare_toml(path: &str, got: &toml::Value, want: &serde_json::Value) -> Resu
                 expected_float(value).is_some_and(|e| floats_equal(*f, e))
             }
             ("bool", toml::Value::Boolean(b)) => value.parse::<bool>().ok() == Some(*b),
-            ("datetime" | "datetime-local" | "date-local" | "time-local", toml::Value::Datetime(d)) => {
+            (
+                "datetime" | "datetime-local" | "date-local" | "time-local",
+                toml::Value::Datetime(d),
+            ) => {
                 let got = toml_datetime_parts(d);
                 got.0 == ty && text_datetime_parts(value) == Some(got)
             }
@@ -299,7 +311,11 @@ fn compare_toml(path: &str, got: &toml::Value, want: &serde_json::Value) -> Resu
     match (got, want) {
         (toml::Value::Array(a), serde_json::Value::Array(b)) => {
             if a.len() != b.len() {
-                return Err(format!("{path}: array of {} items, want {}", a.len(), b.len()));
+                return Err(format!(
+                    "{path}: array of {} items, want {}",
+                    a.len(),
+                    b.len()
+                ));
             }
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 compare_toml(&format!("{path}/{i}"), x, y)?;
@@ -330,7 +346,11 @@ fn compare_table(
 /// Compares hotconf's JSON conversion with toml-test's tagged JSON:
 /// datetimes must be strings naming the same instant/kind, floats numbers
 /// with the same value.
-fn compare_json(path: &str, got: &serde_json::Value, want: &serde_json::Value) -> Result<(), String> {
+fn compare_json(
+    path: &str,
+    got: &serde_json::Value,
+    want: &serde_json::Value,
+) -> Result<(), String> {
     use serde_json::Value as J;
     if let Some((ty, value)) = tagged(want) {
         let ok = match (ty, got) {
@@ -420,28 +440,33 @@ fn every_valid_corpus_file_parses_to_its_json() {
         // 2. hotconf's pipeline: accepted with the same JSON, or for the
         //    nan/inf files, rejected exactly where they hold one.
         let verdict = run_guarded(|| document::parse(file, &bytes));
-        let outcome: Result<(), String> = match (verdict, NAN_INF_FILES.iter().find(|f| f.0 == file)) {
-            (Err(panic), _) => Err(format!("document::parse panicked: {panic}")),
-            (Ok(Ok(parsed)), None) => compare_json("", &parsed.value, &want),
-            (Ok(Err(r)), None) => Err(format!("document::parse rejects it: {r}")),
-            (Ok(Ok(_)), Some(_)) => Err("nan/inf accepted by document::parse".into()),
-            (Ok(Err(r)), Some(&(_, line, column, lines))) => {
-                let first = r.problems.first();
-                if r.code != Code::Parse {
-                    Err(format!("want E_PARSE, got {r}"))
-                } else if first.map(|p| (p.line, p.column)) != Some((Some(line), Some(column))) {
-                    Err(format!("want first problem at {line}:{column}, got {r}"))
-                } else if !r
-                    .problems
-                    .iter()
-                    .all(|p| p.line.is_some_and(|l| lines.contains(&l)))
-                {
-                    Err(format!("want problems only on lines {lines:?}, got {:?}", problem_lines(&r)))
-                } else {
-                    Ok(())
+        let outcome: Result<(), String> =
+            match (verdict, NAN_INF_FILES.iter().find(|f| f.0 == file)) {
+                (Err(panic), _) => Err(format!("document::parse panicked: {panic}")),
+                (Ok(Ok(parsed)), None) => compare_json("", &parsed.value, &want),
+                (Ok(Err(r)), None) => Err(format!("document::parse rejects it: {r}")),
+                (Ok(Ok(_)), Some(_)) => Err("nan/inf accepted by document::parse".into()),
+                (Ok(Err(r)), Some(&(_, line, column, lines))) => {
+                    let first = r.problems.first();
+                    if r.code != Code::Parse {
+                        Err(format!("want E_PARSE, got {r}"))
+                    } else if first.map(|p| (p.line, p.column)) != Some((Some(line), Some(column)))
+                    {
+                        Err(format!("want first problem at {line}:{column}, got {r}"))
+                    } else if !r
+                        .problems
+                        .iter()
+                        .all(|p| p.line.is_some_and(|l| lines.contains(&l)))
+                    {
+                        Err(format!(
+                            "want problems only on lines {lines:?}, got {:?}",
+                            problem_lines(&r)
+                        ))
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-        };
+            };
         piped.record(file, outcome.is_ok());
         if let Err(why) = outcome {
             failures.push(format!("{file}: {why}"));
@@ -468,8 +493,8 @@ fn every_invalid_corpus_file_is_rejected_with_a_line() {
     let mut failures = Vec::new();
 
     for file in &files {
-        let bytes = std::fs::read(dir.join("tests").join(file))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let bytes =
+            std::fs::read(dir.join("tests").join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let outcome = match run_guarded(|| document::parse(file, &bytes)) {
             Err(panic) => Err(format!("document::parse panicked: {panic}")),
             Ok(Ok(_)) => Err("accepted".to_string()),
@@ -505,4 +530,63 @@ fn every_invalid_corpus_file_is_rejected_with_a_line() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The comparison itself must not be vacuous: it tells apart what toml-test
+/// tells apart.
+#[test]
+fn tagged_comparison_detects_differences() {
+    let table: toml::Table = r#"
+        i = 42
+        f = 0.5
+        s = "x"
+        d = 1979-05-27T07:32:00.6Z
+        l = 07:32:00
+        a = [1, {b = true}]
+    "#
+    .parse()
+    .expect("valid TOML");
+    let good = serde_json::json!({
+        "i": {"type": "integer", "value": "42"},
+        "f": {"type": "float", "value": "0.5"},
+        "s": {"type": "string", "value": "x"},
+        "d": {"type": "datetime", "value": "1979-05-27T07:32:00.600Z"},
+        "l": {"type": "time-local", "value": "07:32:00"},
+        "a": [{"type": "integer", "value": "1"}, {"b": {"type": "bool", "value": "true"}}]
+    });
+    let good = good.as_object().expect("object");
+    assert_eq!(compare_table("", &table, good), Ok(()));
+    let mutations: [(&str, serde_json::Value); 8] = [
+        ("i", serde_json::json!({"type": "integer", "value": "43"})),
+        ("i", serde_json::json!({"type": "float", "value": "42"})),
+        ("f", serde_json::json!({"type": "float", "value": "nan"})),
+        ("s", serde_json::json!({"type": "string", "value": "y"})),
+        (
+            "d",
+            serde_json::json!({"type": "datetime-local", "value": "1979-05-27T07:32:00.6"}),
+        ),
+        (
+            "d",
+            serde_json::json!({"type": "datetime", "value": "1979-05-27T07:32:00.6+01:00"}),
+        ),
+        (
+            "l",
+            serde_json::json!({"type": "time-local", "value": "07:32:01"}),
+        ),
+        ("a", serde_json::json!([{"type": "integer", "value": "1"}])),
+    ];
+    for (key, wrong) in mutations {
+        let mut want = good.clone();
+        want.insert(key.to_string(), wrong.clone());
+        assert!(
+            compare_table("", &table, &want).is_err(),
+            "{key} = {wrong} should differ"
+        );
+    }
+    let mut extra = good.clone();
+    extra.insert(
+        "z".into(),
+        serde_json::json!({"type": "bool", "value": "true"}),
+    );
+    assert!(compare_table("", &table, &extra).is_err());
 }

@@ -98,7 +98,10 @@ fn assert_no_quote(r: &Rejection, fragment: &str) {
 
 /// A `.`-joined key of `n` bare segments `k0.k1...`.
 fn dotted(n: usize) -> String {
-    (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>().join(".")
+    (0..n)
+        .map(|i| format!("k{i}"))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A config dir and schema dir in a fresh tempdir.
@@ -307,15 +310,17 @@ fn deepest_allowed_document_is_validated_and_located() {
     let build = |arrays: usize| {
         let key_line = format!("{} = {}", dotted(d), "[".repeat(arrays));
         let column = key_line.chars().count() + 1;
-        let text = format!(
-            "[{}]\n{key_line}\"x\"{}\n",
-            dotted(h),
-            "]".repeat(arrays)
-        );
+        let text = format!("[{}]\n{key_line}\"x\"{}\n", dotted(h), "]".repeat(arrays));
         let pointer = format!(
             "/{}/{}{}",
-            (0..h).map(|i| format!("k{i}")).collect::<Vec<_>>().join("/"),
-            (0..d).map(|i| format!("k{i}")).collect::<Vec<_>>().join("/"),
+            (0..h)
+                .map(|i| format!("k{i}"))
+                .collect::<Vec<_>>()
+                .join("/"),
+            (0..d)
+                .map(|i| format!("k{i}"))
+                .collect::<Vec<_>>()
+                .join("/"),
             "/0".repeat(arrays)
         );
         (text, column, pointer)
@@ -412,12 +417,22 @@ fn nul_bytes_are_rejected_at_their_line() {
 fn invalid_utf8_is_rejected_at_its_line() {
     let cases: [(&str, &[u8], usize, usize); 7] = [
         ("at the start", b"\xff = 1\n", 1, 1),
-        ("in the middle", b"a = 1\nb = 2\n\xc3\x28 = 3\nc = 4\n", 3, 1),
+        (
+            "in the middle",
+            b"a = 1\nb = 2\n\xc3\x28 = 3\nc = 4\n",
+            3,
+            1,
+        ),
         ("at the end", b"a = 1\nb = 2\nc = \"\xe2\x82", 3, 6),
         ("in a string", b"a = 1\ns = \"\xc3\xa9t\xfe\"\n", 2, 8),
         ("in a comment", b"a = 1\n\n# caf\xc3\xa9 \xc0\xaf\n", 3, 8),
         ("a surrogate", b"a = \"\xed\xa0\x80\"\n", 1, 6),
-        ("in a multi-line string", b"s = \"\"\"\nok\n\x80\n\"\"\"\n", 3, 1),
+        (
+            "in a multi-line string",
+            b"s = \"\"\"\nok\n\x80\n\"\"\"\n",
+            3,
+            1,
+        ),
     ];
     for (what, bytes, line, column) in cases {
         let r = rejected(what, bytes.to_vec());
@@ -481,7 +496,10 @@ fn assert_sane_verdict(what: &str, bytes: Vec<u8>) {
         document::parse(&label, &bytes).map(|_| ())
     });
     if let Err(r) = verdict {
-        assert!(matches!(r.code, Code::Encoding | Code::Parse), "{what}: {r}");
+        assert!(
+            matches!(r.code, Code::Encoding | Code::Parse),
+            "{what}: {r}"
+        );
         assert!(
             r.problems.iter().all(|p| p.line.is_some_and(|l| l >= 1)),
             "{what}: a problem without a line: {r}"
@@ -555,7 +573,9 @@ fn hundred_thousand_keys() -> String {
     for t in 0..100 {
         text.push_str(&format!("[section_{t:03}]\n"));
         for k in 0..1000 {
-            text.push_str(&format!("key_{k:04} = \"value value value {t:03}{k:04}\"\n"));
+            text.push_str(&format!(
+                "key_{k:04} = \"value value value {t:03}{k:04}\"\n"
+            ));
         }
     }
     assert!(text.len() > 3 << 20 && (text.len() as u64) < DEFAULT_MAX_FILE_SIZE);
@@ -643,7 +663,9 @@ fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
         &json!({"type": "object", "properties": {"a": {"items": {"type": "string"}}}}),
     );
     let text = format!("a = [{}]\n", "12345,".repeat(200_000));
-    let r = dirs.evaluate("line", text).expect_err("numbers, not strings");
+    let r = dirs
+        .evaluate("line", text)
+        .expect_err("numbers, not strings");
     assert_eq!(r.code, Code::Schema, "{r:.300}");
     let first = &r.problems[0];
     assert_eq!(first.pointer, "/a/0");
@@ -657,9 +679,14 @@ fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
 /// almost matches: a located `E_SCHEMA`, in linear time.
 #[test]
 fn catastrophic_backtracking_pattern_is_bounded() {
-    for (i, pattern) in [r"^(a+)+$", r"^(a|aa)+$", r"^(\w+\s?)*$", r"^([a-z0-9]+)*@x$"]
-        .into_iter()
-        .enumerate()
+    for (i, pattern) in [
+        r"^(a+)+$",
+        r"^(a|aa)+$",
+        r"^(\w+\s?)*$",
+        r"^([a-z0-9]+)*@x$",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dirs = Dirs::new();
         dirs.schema(
@@ -676,7 +703,11 @@ fn catastrophic_backtracking_pattern_is_bounded() {
         assert_eq!(r.code, Code::Schema, "{pattern}: {r:.300}");
         let p = &r.problems[0];
         assert_eq!(p.pointer, "/name", "{pattern}");
-        assert_eq!((p.line, p.column), (Some(2), Some(8)), "{pattern}: {r:.300}");
+        assert_eq!(
+            (p.line, p.column),
+            (Some(2), Some(8)),
+            "{pattern}: {r:.300}"
+        );
     }
 }
 
@@ -688,10 +719,22 @@ fn catastrophic_backtracking_pattern_is_bounded() {
 fn backtracking_only_patterns_are_refused_when_the_schema_loads() {
     let dirs = Dirs::new();
     let schemas = [
-        ("backref", json!({"properties": {"a": {"pattern": r"^(a|a)+\1$"}}})),
-        ("lookahead", json!({"properties": {"a": {"pattern": r"^(?=(a+)+$)a*c$"}}})),
-        ("lookbehind", json!({"properties": {"a": {"pattern": r"(?<!x)a$"}}})),
-        ("pattern-properties", json!({"patternProperties": {r"^(a|a)+\1$": {}}})),
+        (
+            "backref",
+            json!({"properties": {"a": {"pattern": r"^(a|a)+\1$"}}}),
+        ),
+        (
+            "lookahead",
+            json!({"properties": {"a": {"pattern": r"^(?=(a+)+$)a*c$"}}}),
+        ),
+        (
+            "lookbehind",
+            json!({"properties": {"a": {"pattern": r"(?<!x)a$"}}}),
+        ),
+        (
+            "pattern-properties",
+            json!({"patternProperties": {r"^(a|a)+\1$": {}}}),
+        ),
     ];
     for (name, schema) in schemas {
         dirs.schema(name, &schema);
@@ -786,8 +829,14 @@ fn ref_to_a_url_fetches_nothing() {
     let port = listener.local_addr().expect("addr").port();
     let dirs = Dirs::new();
     let refs = [
-        ("http", json!({"$ref": format!("http://127.0.0.1:{port}/x.json")})),
-        ("https", json!({"$ref": format!("https://127.0.0.1:{port}/x.json")})),
+        (
+            "http",
+            json!({"$ref": format!("http://127.0.0.1:{port}/x.json")}),
+        ),
+        (
+            "https",
+            json!({"$ref": format!("https://127.0.0.1:{port}/x.json")}),
+        ),
         (
             "rebased-id",
             json!({"$id": format!("http://127.0.0.1:{port}/s/"), "$ref": "x.json"}),
@@ -865,8 +914,11 @@ fn hostile_schema_files_are_refused() {
     sparse(&dirs.schemas.join("huge.schema.json"), 10 << 30);
     mkfifo(&dirs.schemas.join("pipe.schema.json"));
     std::fs::write(dirs.schemas.join("nul.schema.json"), b"{\"type\":\0}").expect("write");
-    std::fs::write(dirs.schemas.join("latin1.schema.json"), b"{\"title\":\"caf\xe9\"}")
-        .expect("write");
+    std::fs::write(
+        dirs.schemas.join("latin1.schema.json"),
+        b"{\"title\":\"caf\xe9\"}",
+    )
+    .expect("write");
 
     for name in ["deep", "huge", "pipe", "nul", "latin1"] {
         let r = dirs
@@ -977,7 +1029,10 @@ fn check_binary_reports_every_hostile_document() {
         );
     }
     for quoted in ["[[[[", "{ b = { b", "k1.k2.k3"] {
-        assert!(!all.contains(quoted), "output quotes the source: {all:.2000}");
+        assert!(
+            !all.contains(quoted),
+            "output quotes the source: {all:.2000}"
+        );
     }
 
     let (code, stdout, _) = hotconf_check(&dirs, &["--format", "json"]);
@@ -998,7 +1053,10 @@ fn check_binary_respects_max_file_size() {
     drop(f);
     let (code, stdout, stderr) = hotconf_check(&dirs, &["--max-file-size", "1KiB"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(format!("{stdout}{stderr}").contains("E_TOO_LARGE"), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("E_TOO_LARGE"),
+        "{stdout}{stderr}"
+    );
     let (code, stdout, stderr) = hotconf_check(&dirs, &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
@@ -1010,5 +1068,8 @@ fn check_binary_does_not_hang_on_a_named_pipe() {
     mkfifo(&dirs.configs.join("pipe.toml"));
     let (code, stdout, stderr) = hotconf_check(&dirs, &[]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(format!("{stdout}{stderr}").contains("E_IO"), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("E_IO"),
+        "{stdout}{stderr}"
+    );
 }
