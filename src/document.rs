@@ -337,10 +337,15 @@ fn convert_value(
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Value::Number(n.into()),
-            Err(_) => {
-                return Err(at(
-                    "integer out of range (TOML integers are 64-bit signed)".to_string()
-                ))
+            Err(e) => {
+                use std::num::IntErrorKind;
+                let what = match e.kind() {
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                        "integer out of range (TOML integers are 64-bit signed)"
+                    }
+                    _ => "invalid integer",
+                };
+                return Err(at(what.to_string()));
             }
         },
         DeValue::Float(f) => {
@@ -798,6 +803,8 @@ mod tests {
         );
         let r = err("a = 9223372036854775808\n");
         assert!(r.problems[0].message.contains("out of range"));
+        let r = err("a = 0x\n");
+        assert_eq!(r.problems[0].message, "invalid integer");
     }
 
     #[test]

@@ -32,15 +32,24 @@ pub fn evaluate(label: &str, bytes: &[u8], schema: &Schema) -> Result<Parsed, Re
     Ok(parsed)
 }
 
-/// The documents of a config directory: NAME → path (symlinks followed when
-/// read, not here). Entries that are not documents are left out.
+/// The documents of a config directory: NAME → path. Entries that are not
+/// documents are left out: names that are not `NAME.toml`, and entries that
+/// (symlinks followed) exist but are not regular files — directories, FIFOs,
+/// sockets. A dangling symlink is listed (reading it reports `E_IO`): in the
+/// middle of a symlink swap it is a document whose content is not there.
 pub fn list_documents(config_dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(config_dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
         if let Some(name) = document::document_name(&file_name) {
-            out.insert(name.to_string(), entry.path());
+            let path = entry.path();
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if !meta.is_file() {
+                    continue;
+                }
+            }
+            out.insert(name.to_string(), path);
         }
     }
     Ok(out)
@@ -161,6 +170,23 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_keeps_regular_files_and_symlinks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("app.toml"), "").unwrap();
+        std::fs::write(d.join(".app.toml.swp"), "").unwrap();
+        std::fs::write(d.join("app.toml~"), "").unwrap();
+        std::fs::write(d.join("4913"), "").unwrap();
+        std::fs::create_dir(d.join("dir.toml")).unwrap();
+        std::fs::create_dir(d.join("..data")).unwrap();
+        std::fs::write(d.join("..data/features.toml"), "").unwrap();
+        std::os::unix::fs::symlink("..data/features.toml", d.join("features.toml")).unwrap();
+        std::os::unix::fs::symlink("nowhere.toml", d.join("dangling.toml")).unwrap();
+        let names: Vec<String> = list_documents(d).unwrap().into_keys().collect();
+        assert_eq!(names, ["app", "dangling", "features"]);
+    }
 
     /// A document at the deepest allowed nesting, failing a recursive schema
     /// at the bottom, runs the whole rejection path (validation, secret walk,

@@ -219,12 +219,19 @@ impl Schema {
         Err(rejection)
     }
 
-    /// Whether any value of documents under this schema can be a secret.
+    /// Whether any value of documents under this schema can be a secret:
+    /// a `"writeOnly": true` is reachable from the schema's root (through
+    /// `$ref`s too), or something we cannot follow is (then we assume yes).
+    /// When true, peers other than the daemon's uid and root must see the
+    /// hash of the redacted value instead of the source hash (SPEC §5).
     pub fn has_secrets(&self) -> bool {
         self.has_secrets
     }
 
-    /// `value` with every secret replaced by `"<redacted>"`.
+    /// `value` with every secret replaced by `"<redacted>"` (a secret table
+    /// or array is replaced whole). `value` is meant to be a document valid
+    /// under this schema; for anything else the walk still hides whatever a
+    /// `writeOnly` schema may apply to. The input is not modified.
     pub fn redact(&self, value: &serde_json::Value) -> serde_json::Value {
         let mut out = value.clone();
         if !self.has_secrets {
@@ -889,7 +896,11 @@ fn compile(
         .build(root_json)
         .map_err(|e| {
             let pointer = e.instance_path().as_str().to_string();
-            let message = schema_error_message(&pointer, e.instance(), &e.to_string());
+            let message = if matches!(e.kind(), ValidationErrorKind::Referencing(_)) {
+                format!("unresolvable $ref: {}", one_line(&e.to_string()))
+            } else {
+                schema_error_message(&pointer, e.instance(), &e.to_string())
+            };
             Rejection::new(
                 Code::SchemaInvalid,
                 root_label.clone(),

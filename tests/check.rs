@@ -690,3 +690,35 @@ fn long_values_are_quoted_by_their_beginning() {
     assert!(lines[0].len() < 300, "{}", lines[0]);
     assert!(lines[0].contains("YYYY… does not match"), "{}", lines[0]);
 }
+
+/// Every case under `tests/fixtures/` is a small config directory (with its
+/// own `schemas/`, or else the repository's) and the exact `expected`
+/// output of `hotconf check` run inside it. They double as examples of each
+/// error for operators.
+#[test]
+fn broken_fixtures_print_the_expected_lines() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "fixtures missing: {cases:?}");
+    for case in cases {
+        let expected = std::fs::read_to_string(case.join("expected")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotconf"));
+        cmd.arg("check")
+            .current_dir(&case)
+            .env_remove("HOTCONF_CONFIG_DIR")
+            .env_remove("HOTCONF_SCHEMA_DIR")
+            .env_remove("HOTCONF_MAX_FILE_SIZE");
+        if !case.join("schemas").is_dir() {
+            cmd.args(["--schema-dir", "../../../schemas"]);
+        }
+        let run = Run::from(cmd.output().unwrap());
+        assert_eq!(run.code, 1, "{}: {}", case.display(), run.stderr);
+        assert_eq!(run.stdout, expected, "{}", case.display());
+        assert!(!run.stdout.contains("hunter2") && !run.stdout.contains("battery"));
+    }
+}
