@@ -1061,15 +1061,21 @@ fn check_binary_respects_max_file_size() {
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
 
+/// A named pipe called `NAME.toml` is not a regular file, so not a document
+/// (SPEC §1): listing the directory skips it, naming it is `E_IO`; neither
+/// ever opens it for reading, which would block.
 #[test]
 fn check_binary_does_not_hang_on_a_named_pipe() {
     let dirs = Dirs::new();
     dirs.schema("pipe", &json!({"type": "object"}));
-    mkfifo(&dirs.configs.join("pipe.toml"));
+    dirs.schema("ok", &json!({"type": "object"}));
+    dirs.config("ok", b"a = 1\n");
+    let fifo = dirs.configs.join("pipe.toml");
+    mkfifo(&fifo);
     let (code, stdout, stderr) = hotconf_check(&dirs, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let fifo = fifo.to_str().expect("UTF-8 path");
+    let (code, stdout, stderr) = hotconf_check(&dirs, &[fifo]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(
-        format!("{stdout}{stderr}").contains("E_IO"),
-        "{stdout}{stderr}"
-    );
+    assert!(format!("{stdout}{stderr}").contains("E_IO"), "{stdout}{stderr}");
 }
