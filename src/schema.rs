@@ -59,6 +59,29 @@ const MAX_CLOSURE_FILES: usize = 256;
 /// must not produce a million-line answer.
 pub const MAX_PROBLEMS: usize = 100;
 
+/// Documents with more values than this get only their first violation
+/// looked for (see [`Schema::validate`]).
+pub const BULK_VALUES: usize = 100_000;
+
+/// Whether `value` holds more than `limit` values (counted without
+/// recursion, stopping as soon as the answer is known).
+fn more_values_than(value: &Value, limit: usize) -> bool {
+    let mut count = 0usize;
+    let mut work = vec![value];
+    while let Some(v) = work.pop() {
+        count = count.saturating_add(1);
+        if count > limit {
+            return true;
+        }
+        match v {
+            Value::Object(map) => work.extend(map.values()),
+            Value::Array(items) => work.extend(items.iter()),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Longer offending values are quoted by their first this-many characters.
 const MAX_QUOTED: usize = 64;
 
@@ -111,12 +134,25 @@ impl Schema {
     /// column 1 for the root). Messages quote at most the offending scalar
     /// (its first 64 characters), never a secret, never a whole table or
     /// array. At most [`MAX_PROBLEMS`] violations are listed, in source
-    /// order, then one location-less problem counts the rest.
+    /// order, then one location-less problem counts the rest. A document
+    /// with more than [`BULK_VALUES`] values gets only its first violation
+    /// (collecting them all would cost memory per violation), and says so.
     pub fn validate(&self, label: &str, parsed: &Parsed) -> Result<(), Rejection> {
         if self.validator.is_valid(&parsed.value) {
             return Ok(());
         }
-        let errors: Vec<_> = self.validator.iter_errors(&parsed.value).collect();
+        // Collecting every error costs memory per error; on a huge document
+        // (a 4 MiB array of wrong items) only the first one is looked for.
+        let huge = more_values_than(&parsed.value, BULK_VALUES);
+        let errors: Vec<_> = if huge {
+            self.validator
+                .validate(&parsed.value)
+                .err()
+                .into_iter()
+                .collect()
+        } else {
+            self.validator.iter_errors(&parsed.value).collect()
+        };
         if errors.is_empty() {
             return Ok(());
         }
@@ -210,6 +246,11 @@ impl Schema {
         };
         rejection.sort_problems();
         rejection.problems.dedup();
+        if huge {
+            rejection.problems.push(Problem::bare(format!(
+                "the document has more than {BULK_VALUES} values: only the first violation is listed"
+            )));
+        }
         if omitted > 0 {
             // Last, after sorting: a summary, not a location.
             rejection.problems.push(Problem::bare(format!(

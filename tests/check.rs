@@ -722,3 +722,22 @@ fn broken_fixtures_print_the_expected_lines() {
         assert!(!run.stdout.contains("hunter2") && !run.stdout.contains("battery"));
     }
 }
+
+#[test]
+fn huge_documents_get_their_first_violation_only() {
+    let s = Scratch::new();
+    let items = vec!["\"x\""; 100_001].join(",");
+    s.config("x.toml", &format!("a = [{items}]\n")).schema(
+        "x.schema.json",
+        r#"{"properties": {"a": {"items": {"type": "integer"}}}}"#,
+    );
+    let run = s.check(&[]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.lines(),
+        vec![
+            r#"configs/x.toml:1:6: E_SCHEMA /a/0: "x" is not of type "integer""#,
+            "configs/x.toml: E_SCHEMA the document has more than 100000 values: only the first violation is listed",
+        ]
+    );
+}
