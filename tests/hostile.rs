@@ -672,6 +672,50 @@ fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
     assert_eq!((first.line, first.column), (Some(1), Some(6)), "{r:.300}");
 }
 
+/// 600,000 tables in one array, from 3.6 MB of `[[t]]` headers.
+#[test]
+fn six_hundred_thousand_array_tables_are_bounded() {
+    let dirs = Dirs::new();
+    dirs.schema(
+        "aot",
+        &json!({"properties": {"t": {"items": {"type": "object", "required": ["x"]}}}}),
+    );
+    let text = "[[t]]\n".repeat(600_000);
+    let r = dirs.evaluate("aot", text).expect_err("no table has x");
+    assert_eq!(r.code, Code::Schema, "{r:.300}");
+    assert_eq!(r.problems[0].line, Some(1), "{r:.300}");
+}
+
+/// Keys that need escaping in a JSON pointer, or look like one, are still
+/// located exactly.
+#[test]
+fn awkward_keys_are_located() {
+    let dirs = Dirs::new();
+    dirs.schema(
+        "keys",
+        &json!({"additionalProperties": {"additionalProperties": {"type": "integer"}}}),
+    );
+    let text = "[\"a/b\"]\n\"~0\" = \"x\"\n\"\" = \"x\"\n\"c.d\" = \"x\"\n\"é\\\"q\" = \"x\"\n";
+    let r = dirs
+        .evaluate("keys", text)
+        .expect_err("strings, not integers");
+    let got: Vec<(&str, Option<usize>, Option<usize>)> = r
+        .problems
+        .iter()
+        .map(|p| (p.pointer.as_str(), p.line, p.column))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("/a~1b/~00", Some(2), Some(8)),
+            ("/a~1b/", Some(3), Some(6)),
+            ("/a~1b/c.d", Some(4), Some(9)),
+            ("/a~1b/é\"q", Some(5), Some(10)),
+        ],
+        "{r}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Schemas
 
@@ -819,6 +863,50 @@ fn ref_outside_the_schema_dir_is_rejected_unread() {
             .expect_err(&format!("{name}: a $ref outside must not load"));
         assert_eq!(r.code, Code::SchemaInvalid, "{name}: {r}");
     }
+}
+
+/// A symlink inside the schema directory that resolves outside it is
+/// outside: refused, whether it is a referenced file or the schema itself.
+#[test]
+fn symlinks_out_of_the_schema_dir_are_refused() {
+    let dirs = Dirs::new();
+    let outside = outside_dir(&dirs);
+    std::os::unix::fs::symlink(outside.join("x.json"), dirs.schemas.join("link.json"))
+        .expect("symlink");
+    dirs.schema("via-link", &json!({"$ref": "link.json"}));
+    std::os::unix::fs::symlink(
+        outside.join("x.json"),
+        dirs.schemas.join("linked.schema.json"),
+    )
+    .expect("symlink");
+    for name in ["via-link", "linked"] {
+        let r = dirs
+            .load(name)
+            .map(|_| ())
+            .expect_err(&format!("{name}: resolves outside"));
+        assert_eq!(r.code, Code::SchemaInvalid, "{name}: {r}");
+    }
+}
+
+/// A chain of 1,000 files, each referencing the next: refused past the
+/// closure's file limit, in bounded time.
+#[test]
+fn a_thousand_file_ref_chain_is_refused() {
+    let dirs = Dirs::new();
+    for i in 0..1000 {
+        std::fs::write(
+            dirs.schemas.join(format!("c{i}.json")),
+            format!(
+                r#"{{"properties": {{"n": {{"$ref": "c{}.json"}}}}}}"#,
+                i + 1
+            ),
+        )
+        .expect("write");
+    }
+    std::fs::write(dirs.schemas.join("c1000.json"), b"{}").expect("write");
+    dirs.schema("chain", &json!({"$ref": "c0.json"}));
+    let r = dirs.load("chain").map(|_| ()).expect_err("too many files");
+    assert_eq!(r.code, Code::SchemaInvalid, "{r}");
 }
 
 /// Nothing is ever fetched: a listening port sees no connection.
@@ -1010,6 +1098,8 @@ fn check_binary_reports_every_hostile_document() {
     }
     dirs.schema("huge", &json!({"type": "object"}));
     sparse(&dirs.configs.join("huge.toml"), 10 << 30);
+    dirs.schema("loop", &json!({"type": "object"}));
+    std::os::unix::fs::symlink("loop.toml", dirs.configs.join("loop.toml")).expect("symlink");
 
     let (code, stdout, stderr) = hotconf_check(&dirs, &[]);
     let all = format!("{stdout}{stderr}");
@@ -1022,6 +1112,7 @@ fn check_binary_reports_every_hostile_document() {
         ("latin1.toml:2:", "E_ENCODING"),
         ("nan.toml:2:", "E_PARSE"),
         ("huge.toml", "E_TOO_LARGE"),
+        ("loop.toml", "E_IO"),
     ] {
         assert!(
             all.lines().any(|l| l.contains(file) && l.contains(want)),
@@ -1039,7 +1130,7 @@ fn check_binary_reports_every_hostile_document() {
     assert_eq!(code, 1);
     let problems: Vec<serde_json::Value> =
         serde_json::from_str(&stdout).expect("--format json prints a JSON array");
-    assert_eq!(problems.len(), cases.len() + 1, "{stdout:.2000}");
+    assert_eq!(problems.len(), cases.len() + 2, "{stdout:.2000}");
 }
 
 #[test]
@@ -1077,5 +1168,8 @@ fn check_binary_does_not_hang_on_a_named_pipe() {
     let fifo = fifo.to_str().expect("UTF-8 path");
     let (code, stdout, stderr) = hotconf_check(&dirs, &[fifo]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(format!("{stdout}{stderr}").contains("E_IO"), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("E_IO"),
+        "{stdout}{stderr}"
+    );
 }
