@@ -758,7 +758,8 @@ fn catastrophic_backtracking_pattern_is_bounded() {
 /// Lookaround and backreferences can only run on a backtracking engine,
 /// which stops each match after a million steps (~20 ms) — per string, so a
 /// document of many strings would take minutes. hotconf runs schema regexes
-/// on a linear-time engine instead, and refuses such a schema when it loads.
+/// on a linear-time engine instead, and refuses such a schema when it loads;
+/// likewise a pattern too big to compile.
 #[test]
 fn backtracking_only_patterns_are_refused_when_the_schema_loads() {
     let dirs = Dirs::new();
@@ -778,6 +779,11 @@ fn backtracking_only_patterns_are_refused_when_the_schema_loads() {
         (
             "pattern-properties",
             json!({"patternProperties": {r"^(a|a)+\1$": {}}}),
+        ),
+        // Compiles to more than the regex crate's 10 MiB program limit.
+        (
+            "huge-repetition",
+            json!({"properties": {"a": {"pattern": r"^((a{1000}){1000}){1000}$"}}}),
         ),
     ];
     for (name, schema) in schemas {
