@@ -341,6 +341,147 @@ fn deepest_allowed_document_is_validated_and_located() {
     assert_at(&r, Code::Parse, 2, None);
 }
 
+/// One segment of a key: bare, or quoted with characters the depth scan
+/// must not count (dots, brackets, braces, `#`, escaped quotes).
+fn random_key(rng: &mut Rng, i: usize) -> String {
+    match rng.below(4) {
+        0 => format!("\"q.{i}[{{#}}]\\\"\""),
+        1 => format!("'l.{i}]]'"),
+        _ => format!("k{i}"),
+    }
+}
+
+/// A dotted key of `n` segments, with random spacing around the dots.
+fn random_dotted(rng: &mut Rng, n: usize) -> String {
+    let sep = [".", " . ", ".  "];
+    let sep = sep[rng.below(sep.len())];
+    (0..n)
+        .map(|i| random_key(rng, i))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// A scalar whose text holds characters the depth scan must not count.
+fn random_scalar(rng: &mut Rng) -> &'static str {
+    const SCALARS: [&str; 6] = [
+        "1",
+        "\"[[{ . , }]]\"",
+        "'}]#['",
+        "\"\"\"multi\n[line]{\n\"\"\"",
+        "'''raw ]]\n}}'''",
+        "1979-05-27T07:32:00Z",
+    ];
+    SCALARS[rng.below(SCALARS.len())]
+}
+
+/// A document whose deepest value is exactly `depth` keys and indices deep,
+/// built from a random mix of header segments, dotted keys, arrays and
+/// inline tables, decorated with comments, strings and quoted keys that
+/// look like nesting.
+fn random_deep_document(rng: &mut Rng, depth: usize) -> String {
+    let header = rng.below(depth.min(20));
+    let mut left = depth - header;
+    let key = 1 + rng.below(left.min(10));
+    left -= key;
+    // Innermost first: (is an array, key segments of an inline table).
+    let mut wrappers = Vec::new();
+    while left > 0 {
+        if rng.below(2) == 0 {
+            wrappers.push((true, 0));
+            left -= 1;
+        } else {
+            let n = 1 + rng.below(left.min(5));
+            wrappers.push((false, n));
+            left -= n;
+        }
+    }
+    let mut value = random_scalar(rng).to_string();
+    for (array, n) in wrappers {
+        value = if array {
+            if rng.below(2) == 0 {
+                format!(
+                    "[\n  # ]] }} [[\n  {},\n  {value}, # ]\n]",
+                    random_scalar(rng)
+                )
+            } else {
+                format!("[{}, {value}]", random_scalar(rng))
+            }
+        } else if rng.below(2) == 0 {
+            format!(
+                "{{ x = {}, {} = {value} }}",
+                random_scalar(rng),
+                random_dotted(rng, n)
+            )
+        } else {
+            // TOML 1.1: newlines, comments and a trailing comma inside.
+            format!(
+                "{{ # }}]\n  x = {},\n  {} = {value}, # {{[\n}}",
+                random_scalar(rng),
+                random_dotted(rng, n)
+            )
+        };
+    }
+    let mut text = String::from("# [[not.a.header]]\ntitle = \"[x.y.z]\"\n");
+    if header > 0 {
+        text.push_str(&format!("\n[{}] # [a.b.c.d]\n", random_dotted(rng, header)));
+    }
+    text.push_str(&format!("{} = {value}\n", random_dotted(rng, key)));
+    text
+}
+
+/// Depth of a JSON value: keys and indices on the path to its deepest
+/// value (without recursion).
+fn json_depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut work = vec![(v, 0usize)];
+    while let Some((v, d)) = work.pop() {
+        deepest = deepest.max(d);
+        match v {
+            serde_json::Value::Object(m) => work.extend(m.values().map(|c| (c, d + 1))),
+            serde_json::Value::Array(a) => work.extend(a.iter().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The depth limit is exact for documents without arrays of tables: every
+/// document up to [`MAX_DEPTH`] deep is accepted (brackets in strings,
+/// comments and quoted keys do not count), every deeper one is `E_PARSE`.
+#[test]
+fn depth_limit_is_exact_on_random_documents() {
+    let (mut accepted, mut refused) = (0, 0);
+    for seed in 0..SEEDS {
+        let mut rng = Rng::new(seed ^ 0xdeed);
+        let depth = if seed % 5 == 0 {
+            1 + rng.below(MAX_DEPTH)
+        } else {
+            MAX_DEPTH - 2 + rng.below(5)
+        };
+        let text = random_deep_document(&mut rng, depth);
+        let what = format!("depth {depth}, seed {seed}");
+        let shown = text.clone();
+        let verdict = bounded(&what, DEADLINE, move || {
+            document::parse("deep.toml", text.as_bytes()).map(|p| json_depth(&p.value))
+        });
+        match verdict {
+            Ok(got) => {
+                assert!(depth <= MAX_DEPTH, "{what}: accepted, too deep:\n{shown}");
+                assert_eq!(got, depth, "{what}: generator out of step:\n{shown}");
+                accepted += 1;
+            }
+            Err(r) => {
+                assert!(depth > MAX_DEPTH, "{what}: refused: {r}\n{shown}");
+                assert_eq!(r.code, Code::Parse, "{what}: {r}");
+                assert!(r.problems[0].line.is_some_and(|l| l >= 1), "{r}");
+                refused += 1;
+            }
+        }
+    }
+    println!("random depths: {accepted} accepted, {refused} refused");
+    assert!(accepted > 100 && refused > 100, "{accepted} / {refused}");
+}
+
 // ---------------------------------------------------------------------------
 // Size
 
