@@ -22,6 +22,10 @@ fn bench(c: &mut Criterion) {
     };
     let broken = text.replacen("timeout_ms = 5000", "timeout_ms = \"5000ms\"", 1);
 
+    // Baseline: the toml crate alone, parsing into its own tree.
+    c.bench_function("baseline toml::from_str::<toml::Table> app.toml", |b| {
+        b.iter(|| toml::from_str::<toml::Table>(black_box(&text)))
+    });
     c.bench_function("parse app.toml", |b| {
         b.iter(|| document::parse("app.toml", black_box(text.as_bytes())))
     });

@@ -1,6 +1,6 @@
 //! `hotconf run`: wires the store, the reloader, signals, the poll, the
-//! file watcher (and soon the control socket and systemd) together. Thin: the
-//! work lives in the modules it starts.
+//! file watcher, the control socket and systemd together. Thin: the work
+//! lives in the modules it starts.
 //!
 //! The shape of a run, in [`run`]: install the logger, build the runtime,
 //! catch signals (before anything else, so an early SIGHUP cannot kill the
@@ -19,12 +19,15 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::control::{self, Server, ServerOptions};
 use crate::logging::{self, LogObserver};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits};
 use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
+use crate::systemd::{Probe, Systemd};
 use crate::watch::{WatchHealth, WatchSignal, Watcher};
 
 /// Log output format.
@@ -124,6 +127,8 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The serving control socket, once [`Daemon::serve_control`] started it.
+    control: Option<control::Running>,
     /// Fires `shutdown`.
     shutdown_tx: watch::Sender<bool>,
 }
@@ -167,6 +172,8 @@ impl Daemon {
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
+            // The binary serves JSON only: no Rust types to check.
+            types: crate::typed::TypeRegistry::default(),
             limits: config_limits(&settings),
             all_or_nothing: settings.all_or_nothing,
             debounce: settings.debounce,
@@ -219,8 +226,32 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            control: None,
             shutdown_tx,
         })
+    }
+
+    /// What the systemd watchdog checks before each ping: the reloader takes
+    /// a request from its queue and finishes it (an implicit look, which
+    /// is silent when nothing changed) and the control socket answers
+    /// `GET /v1/status`.
+    fn watchdog_probes(&self) -> Vec<Probe> {
+        let reload = self.reload.clone();
+        let reloader = Probe::new("reloader", move || {
+            let reload = reload.clone();
+            async move {
+                reload
+                    .reload(Trigger::Poll)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let mut probes = vec![reloader];
+        if let Some(control) = &self.control {
+            probes.push(Probe::control_socket(control.socket_path().to_path_buf()));
+        }
+        probes
     }
 
     /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
@@ -245,13 +276,31 @@ impl Daemon {
         }
     }
 
-    /// Stops: tells every component, lets the in-flight reload finish, logs
+    /// Starts serving the control socket bound earlier (see [`run`]: it is
+    /// bound before the startup load so that a second daemon fails fast),
+    /// with `metrics` (the reload observer) behind `/metrics`.
+    pub fn serve_control(&mut self, server: Server, metrics: Arc<Metrics>) -> std::io::Result<()> {
+        let running = server.start(control::Context {
+            store: self.store.clone(),
+            reloader: Arc::new(self.reload.clone()),
+            metrics,
+        })?;
+        self.control = Some(running);
+        Ok(())
+    }
+
+    /// Stops: tells every component, lets the in-flight reload finish and
+    /// the control socket drain (bounded; it removes its socket file), logs
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
-        // WIRING (systemd, later): STOPPING=1 here.
-        self.reload.shutdown().await;
-        // WIRING (control socket): await its graceful end (bounded) here.
+        // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
+        let control = async {
+            if let Some(c) = self.control {
+                c.shutdown().await;
+            }
+        };
+        tokio::join!(self.reload.shutdown(), control);
         logging::shutdown(reason, self.store.load().generation);
     }
 }
@@ -294,15 +343,28 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // Claim the socket before the startup load: a second daemon on a live
+    // socket must fail at once, naming it, without doing any work.
+    let server = match ServerOptions::from_settings(&settings).and_then(|o| Server::bind(&o)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
     // Observers are fixed before the reloader starts; each is told about
     // every reload that does something, in this order.
+    let metrics = Arc::new(Metrics::new());
+    // No-op without NOTIFY_SOCKET.
+    let systemd = Systemd::from_env();
     let observers: Vec<Arc<dyn ReloadObserver>> = vec![
         Arc::new(LogObserver),
-        // WIRING (metrics, branch `control`): its reload observer here (keep
-        // an `Arc` to hand to the control socket below).
-        // WIRING (systemd, later): RELOADING=1 / READY=1 / STATUS= observer.
+        metrics.clone(),
+        // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
+        // that whoever hears READY=1 finds the counters already moved.
+        systemd.clone(),
     ];
-    let daemon = match Daemon::start(settings, observers).await {
+    let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
             let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
@@ -321,16 +383,23 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    // WIRING (control socket, branch `control`): start it here from
-    // `daemon.store`, `daemon.reload.clone()` and `daemon.shutdown.clone()`;
-    // a bind failure (live socket) returns 1 after `daemon.stop(..)`.
+    if let Err(e) = daemon.serve_control(server, metrics) {
+        eprintln!("hotconf run: cannot serve the control socket: {e}");
+        daemon.stop("control socket failed").await;
+        return 1;
+    }
     // The watcher: file events become implicit reloads. Started after the
     // startup load; its first signal is a rescan, so nothing written in
     // between is missed.
     let watcher = start_watcher(&daemon);
-    // WIRING (systemd, later): READY=1 here, the startup load is done.
+    // The startup load is done and every component is listening.
+    systemd.ready(&daemon.store.status(), &daemon.store.load());
+    systemd.spawn_watchdog(daemon.watchdog_probes());
 
     let reason = daemon.serve(&mut signals).await;
+    // Before draining: systemd must not expect a READY=1 for a reload
+    // that is still finishing, nor ping the watchdog any more.
+    systemd.stopping();
     // No more watch-triggered requests once stopping.
     drop(watcher);
     daemon.stop(reason).await;

@@ -1,0 +1,174 @@
+//! The read path every worker takes: `Store::load()` (an `ArcSwap` load)
+//! against the obvious baseline, an `RwLock<Arc<Snapshot>>` read, measured
+//! in the same run — uncontended, and with a second thread hammering the
+//! same structure (the realistic case for a shared config map), and with a
+//! writer publishing new snapshots back to back. Then the typed read
+//! (`Store::typed`, the `T` built once per version) against deserializing
+//! the served JSON on every read, which is what it saves.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hotconf::{ServedDocument, Snapshot, Store};
+use serde::Deserialize;
+
+/// A small typed configuration, as a service would register it.
+#[derive(Deserialize)]
+struct App {
+    service: String,
+    port: u16,
+    workers: u16,
+}
+
+fn read_store(store: &Store) -> u64 {
+    store.load().generation
+}
+
+fn read_rwlock(lock: &RwLock<Arc<Snapshot>>) -> u64 {
+    match lock.read() {
+        Ok(guard) => guard.generation,
+        Err(_) => 0,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let store = Arc::new(Store::new("bench".into()));
+    let lock = Arc::new(RwLock::new(Arc::new(Snapshot::empty())));
+
+    let mut group = c.benchmark_group("read snapshot, uncontended");
+    group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+        b.iter(|| read_store(black_box(&store)))
+    });
+    group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+        b.iter(|| read_rwlock(black_box(&lock)))
+    });
+    group.finish();
+
+    // A second thread reads the same structure in a tight loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut group = c.benchmark_group("read snapshot, one other reader thread");
+    {
+        let (s, st) = (store.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                black_box(read_store(&s));
+            }
+        });
+        group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+            b.iter(|| read_store(black_box(&store)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    stop.store(false, Ordering::Relaxed);
+    {
+        let (l, st) = (lock.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                black_box(read_rwlock(&l));
+            }
+        });
+        group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+            b.iter(|| read_rwlock(black_box(&lock)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    group.finish();
+
+    // A writer publishing new snapshots back to back (a reload storm): the
+    // reader must never wait for it.
+    stop.store(false, Ordering::Relaxed);
+    let mut group = c.benchmark_group("read snapshot, writer publishing continuously");
+    {
+        let (s, st) = (store.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            let mut generation = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                generation = generation.wrapping_add(1);
+                let mut snap = Snapshot::empty();
+                snap.generation = generation;
+                s.publish(snap);
+            }
+        });
+        group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+            b.iter(|| read_store(black_box(&store)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    stop.store(false, Ordering::Relaxed);
+    {
+        let (l, st) = (lock.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            let mut generation = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                generation = generation.wrapping_add(1);
+                let mut snap = Snapshot::empty();
+                snap.generation = generation;
+                if let Ok(mut w) = l.write() {
+                    *w = Arc::new(snap);
+                }
+            }
+        });
+        group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+            b.iter(|| read_rwlock(black_box(&lock)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    group.finish();
+}
+
+/// A store serving `app` with its typed value, as the reloader builds it.
+fn typed_store() -> Store {
+    let value = serde_json::json!({"service": "orders", "port": 8080, "workers": 8});
+    let typed: App = match serde_json::from_value(value.clone()) {
+        Ok(t) => t,
+        Err(e) => panic!("bench fixture: {e}"),
+    };
+    let value = Arc::new(value);
+    let mut snapshot = Snapshot::empty();
+    snapshot.generation = 1;
+    snapshot.documents.insert(
+        "app".into(),
+        Arc::new(ServedDocument {
+            value: value.clone(),
+            redacted: value,
+            has_secrets: false,
+            sha256: String::new(),
+            redacted_sha256: String::new(),
+            generation: 1,
+            loaded_at: std::time::SystemTime::now(),
+            source: "configs/app.toml".into(),
+            schema_sha256: String::new(),
+            typed: Some(Arc::new(typed)),
+        }),
+    );
+    Store::with_snapshot("bench".into(), snapshot)
+}
+
+fn bench_typed(c: &mut Criterion) {
+    let store = typed_store();
+    let mut group = c.benchmark_group("typed read of one document");
+    group.bench_function("hotconf Store::typed (built once per version)", |b| {
+        b.iter(|| store.typed::<App>(black_box("app")).map(|a| a.port))
+    });
+    group.bench_function("baseline: deserialize the served JSON per read", |b| {
+        b.iter(|| {
+            let snapshot = store.load();
+            let doc = snapshot.get(black_box("app"))?;
+            App::deserialize(&*doc.value).ok().map(|a| a.port)
+        })
+    });
+    group.finish();
+    // Keep every field read, as a service would.
+    if let Some(a) = store.typed::<App>("app") {
+        black_box((&a.service, a.workers));
+    }
+}
+
+criterion_group!(benches, bench, bench_typed);
+criterion_main!(benches);
