@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// One rejected document rejects the whole reload.
     #[arg(long, env = "HOTCONF_ALL_OR_NOTHING")]
     pub all_or_nothing: bool,
+    /// Do not watch the directories: changes are then found only by the
+    /// poll, SIGHUP and the API (filesystems without inotify, such as NFS;
+    /// deploys that reload explicitly).
+    #[arg(long, env = "HOTCONF_NO_WATCH")]
+    pub no_watch: bool,
     /// Mode of the control socket, octal.
     #[arg(long, env = "HOTCONF_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
     pub socket_mode: u32,
@@ -167,6 +172,7 @@ impl RunArgs {
             max_file_size: self.dirs.max_file_size,
             poll_interval: self.poll_interval,
             all_or_nothing: self.all_or_nothing,
+            watch: !self.no_watch,
             socket_mode: self.socket_mode,
             socket_group: self.socket_group.clone(),
             metrics_listen: self.metrics_listen,

@@ -57,6 +57,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// One rejected document rejects the whole reload.
     pub all_or_nothing: bool,
+    /// Watch the directories for changes (`--no-watch`: poll, SIGHUP and
+    /// API only).
+    pub watch: bool,
     /// Mode of the control socket.
     pub socket_mode: u32,
     /// Group of the control socket.
@@ -391,7 +394,15 @@ async fn run_async(settings: Settings) -> i32 {
     // The watcher: file events become implicit reloads. Started after the
     // startup load; its first signal is a rescan, so nothing written in
     // between is missed.
-    let watcher = start_watcher(&daemon);
+    let watcher = if daemon.settings.watch {
+        start_watcher(&daemon)
+    } else {
+        tracing::info!(
+            event = "watch_disabled",
+            "--no-watch: changes are found by the poll, SIGHUP and the API only"
+        );
+        None
+    };
     // The startup load is done and every component is listening.
     systemd.ready(&daemon.store.status(), &daemon.store.load());
     systemd.spawn_watchdog(daemon.watchdog_probes());

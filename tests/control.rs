@@ -299,7 +299,9 @@ fn a_thousand_concurrent_blocking_queries_answered_by_one_publish() {
 fn reload_over_the_api_with_a_good_and_a_bad_file() {
     let env = Env::new();
     two_docs(&env);
-    let _d = start(&env, &["--poll-interval", "0"]);
+    // Several edits, then one explicit reload: the watcher must not apply
+    // them first.
+    let _d = start(&env, &["--poll-interval", "0", "--no-watch"]);
     env.write_doc("a", "port = 10\n");
     let r = http(&env.socket(), "POST", "/v1/reload", None).expect("request");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -611,7 +613,9 @@ fn cli_status_get_and_exit_codes() {
 fn cli_reload_prints_what_it_did_and_fails_when_something_is_not_ok() {
     let env = Env::new();
     two_docs(&env);
-    let _d = start(&env, &["--poll-interval", "0"]);
+    // Several edits, then one explicit reload: the watcher must not apply
+    // them first.
+    let _d = start(&env, &["--poll-interval", "0", "--no-watch"]);
     env.write_doc("a", "port = 5\n");
     let o = cli_on(&env, &["reload"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -895,7 +899,12 @@ fn through_the_socket_an_implicit_reload_reports_missing_and_an_explicit_one_rem
 fn through_the_socket_all_or_nothing_and_identical_bytes() {
     let env = Env::new();
     two_docs(&env);
-    let _d = start(&env, &["--poll-interval", "0", "--all-or-nothing"]);
+    // Several edits, then one explicit reload: the watcher must not apply
+    // them first.
+    let _d = start(
+        &env,
+        &["--poll-interval", "0", "--all-or-nothing", "--no-watch"],
+    );
     env.write_doc("a", "port = 10\n");
     env.write_doc("b", "port = 0\n");
     let v = http(&env.socket(), "POST", "/v1/reload", None)

@@ -122,7 +122,9 @@ fn sighup_publishes_good_edits_in_one_generation_and_keeps_the_last_good_of_bad_
     two_docs(&env);
     env.write_schema("c", &port_schema());
     env.write_doc("c", "port = 3\n");
-    let d = start(&env, &["--poll-interval", "0"]);
+    // Several edits, then one explicit reload: the watcher must not apply
+    // them first.
+    let d = start(&env, &["--poll-interval", "0", "--no-watch"]);
 
     env.write_doc("a", "port = 70000\n");
     env.write_doc("b", "port = 20\n");
@@ -152,7 +154,12 @@ fn sighup_publishes_good_edits_in_one_generation_and_keeps_the_last_good_of_bad_
 fn all_or_nothing_rejects_the_whole_reload() {
     let env = Env::new();
     two_docs(&env);
-    let d = start(&env, &["--poll-interval", "0", "--all-or-nothing"]);
+    // Several edits, then one explicit reload: the watcher must not apply
+    // them first.
+    let d = start(
+        &env,
+        &["--poll-interval", "0", "--all-or-nothing", "--no-watch"],
+    );
 
     env.write_doc("a", "port = 0\n");
     env.write_doc("b", "port = 20\n");

@@ -68,8 +68,14 @@ impl Hot {
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let daemon = Daemon::spawn(&args, &[]);
         let hot = Hot { env, daemon };
+        let started = if extra_args.contains(&"--no-watch") {
+            "watch_disabled"
+        } else {
+            "watch_started"
+        };
+        let n = if started == "watch_started" { 2 } else { 1 };
         assert!(
-            hot.daemon.wait_event_count("watch_started", 2, DEADLINE),
+            hot.daemon.wait_event_count(started, n, DEADLINE),
             "watcher did not start; logs:\n{}",
             hot.logs()
         );
@@ -102,7 +108,9 @@ impl Hot {
             .collect()
     }
 
-    /// Waits until what is served for `name` is exactly `text`.
+    /// Waits until what is served for `name` is exactly `text` (the hash of
+    /// the published source bytes, from the logs), then checks the value
+    /// the control socket serves.
     fn expect_served(&self, name: &str, text: &str, what: &str) {
         let want = sha(text);
         let ok = wait_until(DEADLINE, || self.published(name).last() == Some(&want));
@@ -110,6 +118,20 @@ impl Hot {
             ok,
             "{what}: {name} is not served as {text:?}; logs:\n{}",
             self.logs()
+        );
+        let value: serde_json::Value = toml::from_str(text).expect("test documents are TOML");
+        let served = wait_until(DEADLINE, || {
+            common::http(
+                &self.env.socket(),
+                "GET",
+                &format!("/v1/config/{name}"),
+                None,
+            )
+            .is_ok_and(|r| r.status == 200 && r.json() == value)
+        });
+        assert!(
+            served,
+            "{what}: GET /v1/config/{name} does not serve {value}"
         );
     }
 
@@ -593,6 +615,26 @@ fn assert_degraded_but_working(hot: &Hot, why: &str) {
         "reason {reason:?} should say the poll is used"
     );
     assert!(hot.daemon.events("watch_started").is_empty());
+    // The status says so too.
+    assert!(
+        hot.daemon.wait_ready(&hot.env.socket()),
+        "no control socket"
+    );
+    let status = || {
+        common::http(&hot.env.socket(), "GET", "/v1/status", None)
+            .expect("status")
+            .json()
+    };
+    assert!(
+        wait_until(DEADLINE, || status()["watch"]["ok"] == json!(false)),
+        "status does not say watching is degraded: {}",
+        status()
+    );
+    let said = status()["watch"]["degraded_reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(said.contains(why), "status reason {said:?}");
     for i in 1..=3 {
         let text = doc(i, &format!("via the poll {i}"));
         hot.env.write_doc("app", &text);
@@ -610,4 +652,24 @@ fn degraded_without_inotify_instances_runs_on_the_poll() {
 fn degraded_without_inotify_watches_runs_on_the_poll() {
     let hot = degraded("max_inotify_watches");
     assert_degraded_but_working(&hot, "watch limit");
+}
+
+#[test]
+fn no_watch_leaves_changes_to_the_poll_signals_and_the_api() {
+    let hot = Hot::start(&["app"], &["--no-watch"]);
+    assert!(hot.daemon.wait_event_count("watch_disabled", 1, DEADLINE));
+    for i in 1..=3 {
+        let text = doc(i, &format!("explicit {i}"));
+        hot.env.write_doc("app", &text);
+        let reloads = hot.daemon.events("reload_finished").len();
+        hot.daemon.signal(libc::SIGHUP);
+        assert!(hot
+            .daemon
+            .wait_event_count("reload_finished", reloads + 1, DEADLINE));
+        // Nothing applied it before the signal did.
+        let last = hot.daemon.events("reload_finished").pop().expect("one");
+        assert_eq!(log_field(&last, "trigger"), Some(&json!("signal")));
+        assert_eq!(log_field(&last, "accepted"), Some(&json!("app")));
+        hot.expect_served("app", &text, "explicit reload");
+    }
 }
