@@ -419,3 +419,48 @@ fn symlink_targets_outside_the_directory_are_watched() {
         "old target unwatched"
     );
 }
+
+#[test]
+fn queue_overflow_asks_for_a_rescan() {
+    // Stall the event thread inside the sink, flood the directory past the
+    // kernel's queue (fs.inotify.max_queued_events, 16384 by default), then
+    // let it go: the overflow must come out as a rescan.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("configs");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let gate = Arc::new(std::sync::Mutex::new(()));
+    let (tx, rx) = channel();
+    let held = gate.clone();
+    let _watcher = Watcher::start(
+        std::slice::from_ref(&dir),
+        Duration::from_millis(50),
+        Arc::new(Unsettled::default()),
+        Arc::new(WatchHealth::new()),
+        move |s| {
+            let _pass = held.lock();
+            let _ = tx.send(s);
+        },
+    )
+    .expect("start");
+    assert_eq!(rx.recv_timeout(DEADLINE).ok(), Some(WatchSignal::Rescan));
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    let closed = gate.lock().expect("gate");
+    // This signal's sink call blocks the event thread.
+    rename_save(&dir, "app.toml", "v = 1\n");
+    // Each write is four events (create, open, modify, close).
+    for i in 0..limit / 3 {
+        std::fs::write(dir.join(format!("x{}", i % 64)), "x").expect("flood");
+    }
+    drop(closed);
+    let mut saw_rescan = false;
+    while let Ok(s) = rx.recv_timeout(Duration::from_secs(5)) {
+        if s == WatchSignal::Rescan {
+            saw_rescan = true;
+            break;
+        }
+    }
+    assert!(saw_rescan, "no rescan after an overflow");
+}
