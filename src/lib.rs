@@ -17,6 +17,7 @@
 //! - [`document`], [`schema`], [`pipeline`]: pure bytes → verdict.
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
+//! - [`persist`]: the state directory: the last good snapshot on disk.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
@@ -77,6 +78,7 @@ pub mod document;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
+pub mod persist;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
