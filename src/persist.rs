@@ -662,3 +662,367 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaCache;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A temp dir with `configs/`, `schemas/` (one schema: `port`) and the
+    /// path of a state dir.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        schemas: SchemaCache,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(dir.path().join("configs")).expect("configs");
+            std::fs::create_dir(dir.path().join("schemas")).expect("schemas");
+            let f = Fixture {
+                dir,
+                schemas: SchemaCache::new(),
+            };
+            f.schema(
+                "app",
+                r#"{"type":"object","properties":{"port":{"$ref":"defs.json#/port"}}}"#,
+            );
+            f.schema_file("defs.json", r#"{"port":{"type":"integer"}}"#);
+            f
+        }
+
+        fn configs(&self) -> PathBuf {
+            self.dir.path().join("configs")
+        }
+
+        fn schema_dir(&self) -> PathBuf {
+            self.dir.path().join("schemas")
+        }
+
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+
+        fn schema(&self, name: &str, text: &str) {
+            self.schema_file(&format!("{name}.schema.json"), text);
+        }
+
+        fn schema_file(&self, file: &str, text: &str) {
+            std::fs::write(self.schema_dir().join(file), text).expect("write schema");
+        }
+
+        fn open(&self) -> (Persister, Option<Snapshot>) {
+            Persister::open(
+                &self.state(),
+                &self.configs(),
+                &self.schema_dir(),
+                Limits::default(),
+            )
+        }
+
+        /// Accepts `text` as document `name` into `p` and returns the
+        /// snapshot `previous` + it at generation `generation`.
+        fn accept(
+            &mut self,
+            p: &mut Persister,
+            previous: &Snapshot,
+            name: &str,
+            text: &str,
+            generation: u64,
+        ) -> Snapshot {
+            let schema = self
+                .schemas
+                .load(&self.schema_dir(), name)
+                .expect("schema loads");
+            let source = self.configs().join(format!("{name}.toml"));
+            let parsed = pipeline::evaluate(name, text.as_bytes(), &schema).expect("valid");
+            let mut doc =
+                crate::reload::served_document(&source, text.as_bytes(), parsed.value, &schema);
+            doc.generation = generation;
+            p.accepted(name, text.as_bytes(), &schema);
+            let mut documents = previous.documents.clone();
+            documents.insert(name.to_string(), Arc::new(doc));
+            Snapshot {
+                generation,
+                published_at: SystemTime::now(),
+                documents,
+            }
+        }
+
+        fn blobs(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(self.state().join(BLOBS))
+                .expect("blobs dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    /// Persists `app` with `port = 1` at generation 3; returns the snapshot.
+    fn persisted_app(f: &mut Fixture) -> Snapshot {
+        let (mut p, restored) = f.open();
+        assert!(restored.is_none());
+        let snap = f.accept(&mut p, &Snapshot::empty(), "app", "port = 1\n", 3);
+        assert_eq!(p.persist(&snap), Some(Ok(())));
+        assert_eq!(p.status().persisted_generation, Some(3));
+        snap
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A leftover temp file of a crash, even a read-only one, is no obstacle.
+        let stale = dir.path().join(".x.tmp");
+        std::fs::write(&stale, b"half").expect("stale");
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        write_file(dir.path(), "x", b"first").expect("write");
+        write_file(dir.path(), "x", b"second").expect("overwrite");
+        assert_eq!(
+            std::fs::read(dir.path().join("x")).expect("read"),
+            b"second"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x")]);
+        let mode = std::fs::metadata(dir.path().join("x"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "documents may hold secrets");
+    }
+
+    #[test]
+    fn atomic_write_into_a_missing_directory_fails_without_panicking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = write_file(&dir.path().join("nope"), "x", b"y").expect_err("fails");
+        assert!(err.contains("cannot write"), "{err}");
+    }
+
+    #[test]
+    fn a_persisted_snapshot_is_restored_exactly() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        let (p, restored) = f.open();
+        let restored = restored.expect("restored");
+        assert_eq!(restored.generation, 3);
+        assert_eq!(restored.published_at, snap.published_at);
+        let (a, b) = (&restored.documents["app"], &snap.documents["app"]);
+        assert_eq!(a.value, b.value);
+        assert_eq!(a.sha256, b.sha256);
+        assert_eq!(a.schema_sha256, b.schema_sha256);
+        assert_eq!(a.generation, 3);
+        assert_eq!(a.loaded_at, b.loaded_at);
+        assert_eq!(a.source, b.source);
+        assert_eq!(p.status().restored_generation, Some(3));
+        let mode = std::fs::metadata(f.state())
+            .expect("state")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn the_restored_schema_is_the_persisted_one_not_the_one_on_disk() {
+        let mut f = Fixture::new();
+        persisted_app(&mut f);
+        // Stricter now: `port = 1` would fail it. The persisted one is used.
+        f.schema_file("defs.json", r#"{"port":{"type":"integer","minimum":100}}"#);
+        let (_, restored) = f.open();
+        let restored = restored.expect("restored");
+        assert_eq!(restored.documents["app"].value["port"], 1);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_blob_makes_the_whole_state_ignored() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        let blob = f.state().join(BLOBS).join(&snap.documents["app"].sha256);
+        let mut bytes = std::fs::read(&blob).expect("blob");
+        bytes[0] ^= 0x01;
+        std::fs::write(&blob, bytes).expect("write");
+        let (mut p, restored) = f.open();
+        assert!(restored.is_none());
+        assert_eq!(p.status().restored_generation, None);
+        // The next persist repairs the state (it writes everything again).
+        let snap = f.accept(&mut p, &Snapshot::empty(), "app", "port = 1\n", 1);
+        assert_eq!(p.persist(&snap), Some(Ok(())));
+        assert!(f.open().1.is_some());
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_schema_blob_makes_the_whole_state_ignored() {
+        let mut f = Fixture::new();
+        persisted_app(&mut f);
+        let defs = document::sha256_hex(br#"{"port":{"type":"integer"}}"#);
+        let blob = f.state().join(BLOBS).join(defs);
+        std::fs::write(&blob, br#"{"port":{"type":"integer"}} "#).expect("write");
+        assert!(f.open().1.is_none());
+    }
+
+    #[test]
+    fn a_missing_blob_makes_the_whole_state_ignored() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        std::fs::remove_file(f.state().join(BLOBS).join(&snap.documents["app"].sha256))
+            .expect("rm");
+        assert!(f.open().1.is_none());
+    }
+
+    #[test]
+    fn a_truncated_garbage_or_tampered_manifest_is_ignored() {
+        let mut f = Fixture::new();
+        persisted_app(&mut f);
+        let manifest = f.state().join(MANIFEST);
+        let good = std::fs::read_to_string(&manifest).expect("manifest");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated", good.as_bytes()[..good.len() / 2].to_vec()),
+            ("empty", Vec::new()),
+            ("garbage", vec![0xff, 0x00, 0x7b, 0x22]),
+            ("not an object", b"[1,2,3]".to_vec()),
+            // Valid JSON, wrong content: the checksum catches it.
+            (
+                "tampered",
+                good.replace("\"generation\": 3", "\"generation\": 4")
+                    .into_bytes(),
+            ),
+            ("deep", "[".repeat(100_000).into_bytes()),
+        ];
+        for (what, bytes) in cases {
+            std::fs::write(&manifest, &bytes).expect("write");
+            assert!(f.open().1.is_none(), "{what} manifest must be ignored");
+        }
+        std::fs::write(&manifest, &good).expect("restore");
+        assert!(f.open().1.is_some(), "the original is fine");
+    }
+
+    #[test]
+    fn a_manifest_naming_paths_outside_the_state_dir_is_ignored() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        let manifest = f.state().join(MANIFEST);
+        let good = std::fs::read_to_string(&manifest).expect("manifest");
+        let mut v: Value = serde_json::from_str(&good).expect("json");
+        let sha = snap.documents["app"].sha256.clone();
+        for bad in ["../../etc/passwd", "/etc/passwd", ""] {
+            let mut body = v["body"].clone();
+            body["documents"]["app"]["sha256"] = Value::String(bad.into());
+            v["checksum"] = Value::String(checksum(&body).expect("checksum"));
+            v["body"] = body;
+            std::fs::write(&manifest, v.to_string()).expect("write");
+            assert!(f.open().1.is_none(), "{bad:?}");
+        }
+        let mut body = v["body"].clone();
+        body["documents"]["app"]["sha256"] = Value::String(sha);
+        body["documents"]["app"]["schema"][0]["path"] = Value::String("../app.schema.json".into());
+        v["checksum"] = Value::String(checksum(&body).expect("checksum"));
+        v["body"] = body;
+        std::fs::write(&manifest, v.to_string()).expect("write");
+        assert!(f.open().1.is_none());
+    }
+
+    #[test]
+    fn a_state_written_for_another_config_dir_is_ignored() {
+        let mut f = Fixture::new();
+        persisted_app(&mut f);
+        let other = f.dir.path().join("other");
+        std::fs::create_dir(&other).expect("mkdir");
+        let (_, restored) = Persister::open(&f.state(), &other, &f.schema_dir(), Limits::default());
+        assert!(restored.is_none());
+    }
+
+    #[test]
+    fn unreferenced_blobs_are_collected_and_unchanged_ones_kept() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        let (mut p, restored) = f.open();
+        assert!(restored.is_some());
+        std::fs::write(f.state().join(BLOBS).join(".leftover.tmp"), b"x").expect("tmp");
+        let next = f.accept(&mut p, &snap, "app", "port = 2\n", 4);
+        assert_eq!(p.persist(&next), Some(Ok(())));
+        let mut expected = vec![
+            document::sha256_hex(b"port = 2\n"),
+            document::sha256_hex(br#"{"port":{"type":"integer"}}"#),
+            document::sha256_hex(
+                br#"{"type":"object","properties":{"port":{"$ref":"defs.json#/port"}}}"#,
+            ),
+        ];
+        expected.sort();
+        assert_eq!(f.blobs(), expected);
+        // Already persisted: nothing to do.
+        assert_eq!(p.persist(&next), None);
+    }
+
+    #[test]
+    fn persisting_without_the_accepted_bytes_writes_nothing() {
+        let mut f = Fixture::new();
+        let snap = persisted_app(&mut f);
+        let (mut p, _) = f.open();
+        let mut doc = crate::snapshot::ServedDocument::clone(&snap.documents["app"]);
+        doc.sha256 = "0".repeat(64);
+        let mut documents = snap.documents.clone();
+        documents.insert("app".into(), Arc::new(doc));
+        let bogus = Snapshot {
+            generation: 9,
+            published_at: SystemTime::now(),
+            documents,
+        };
+        let err = p.persist(&bogus).expect("attempted").expect_err("refused");
+        assert!(err.contains("not known"), "{err}");
+        assert!(p.status().last_error.is_some());
+        assert_eq!(f.open().1.expect("old state intact").generation, 3);
+    }
+
+    #[test]
+    fn an_unusable_state_dir_fails_without_panicking() {
+        let mut f = Fixture::new();
+        // A file where the state directory should be.
+        std::fs::write(f.state(), b"not a dir").expect("file");
+        let (mut p, restored) = f.open();
+        assert!(restored.is_none());
+        assert!(p.status().last_error.is_some());
+        let snap = f.accept(&mut p, &Snapshot::empty(), "app", "port = 1\n", 1);
+        assert!(matches!(p.persist(&snap), Some(Err(_))));
+        assert_eq!(p.status().persisted_generation, None);
+    }
+
+    #[test]
+    fn a_failed_persist_is_retried_by_the_next_call() {
+        let mut f = Fixture::new();
+        let (mut p, _) = f.open();
+        // Something in the way of the blobs directory, as a full or broken
+        // disk would be.
+        std::fs::write(f.state().join(BLOBS), b"in the way").expect("file");
+        let snap = f.accept(
+            &mut p,
+            &Snapshot::empty(),
+            "app",
+            "port = 1
+",
+            1,
+        );
+        assert!(matches!(p.persist(&snap), Some(Err(_))));
+        assert!(p.status().last_error.is_some());
+        std::fs::remove_file(f.state().join(BLOBS)).expect("rm");
+        assert_eq!(p.persist(&snap), Some(Ok(())));
+        assert!(p.status().last_error.is_none());
+        assert_eq!(f.open().1.expect("restored").generation, 1);
+    }
+
+    #[test]
+    fn a_second_owner_of_the_state_dir_writes_nothing() {
+        let mut f = Fixture::new();
+        let (_first, _) = f.open();
+        let (mut second, _) = f.open();
+        let snap = f.accept(&mut second, &Snapshot::empty(), "app", "port = 1\n", 1);
+        let err = second
+            .persist(&snap)
+            .expect("attempted")
+            .expect_err("locked");
+        assert!(err.contains("in use"), "{err}");
+    }
+}
