@@ -289,6 +289,12 @@ impl Persister {
         Some(result)
     }
 
+    /// Whether [`Persister::open`] restored a snapshot (the store started
+    /// from it).
+    pub fn restored(&self) -> bool {
+        self.status.restored_generation.is_some()
+    }
+
     /// What `/v1/status` shows about the state directory.
     pub fn status(&self) -> PersistStatus {
         self.status.clone()

@@ -756,7 +756,11 @@ impl Reloader {
             current.clone()
         };
         // Part of the reload: done before anyone is told it finished.
-        self.persist(&snapshot);
+        let refused_startup =
+            trigger == Trigger::Startup && docs.values().any(|d| d.state != DocState::Ok);
+        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
+            self.persist(&snapshot);
+        }
 
         let outcome = ReloadOutcome {
             trigger,
@@ -791,7 +795,10 @@ impl Reloader {
 
 impl Reloader {
     /// Persists `snapshot` to the state directory unless it is there
-    /// already. Returns whether anything was attempted (its result is in
+    /// already. Not called after a startup that leaves a document invalid
+    /// when nothing was restored: `hotconf run` refuses to start then (SPEC
+    /// §2), and what it published, never served, must not become a last
+    /// good state that the next start would run on. Returns whether anything was attempted (its result is in
     /// the persister's status and the logs; a failure never unpublishes).
     fn persist(&mut self, snapshot: &Snapshot) -> bool {
         self.persister

@@ -372,3 +372,27 @@ fn a_failed_persist_is_loud_keeps_serving_and_is_repaired_later() {
     assert_eq!(get(&env, "/v1/config/a").json(), json!({"port": 2}));
     drop(d);
 }
+
+#[test]
+fn a_refused_first_start_leaves_no_state_so_the_next_start_is_refused_too() {
+    let env = Env::new();
+    env.write_schema("a", &port_schema());
+    env.write_schema("b", &port_schema());
+    env.write_doc("a", "port = 1\n");
+    env.write_doc("b", "port = 0\n");
+    for attempt in 1..=2 {
+        let mut d = spawn(&env);
+        let exit = d.wait_exit(DEADLINE).expect("exits");
+        assert_eq!(
+            exit.code(),
+            Some(1),
+            "attempt {attempt}: {:#?}",
+            d.stderr_lines()
+        );
+        assert!(d.events("serving_persisted").is_empty());
+        assert!(
+            !state_dir(&env).join("state.json").exists(),
+            "attempt {attempt}: a refused start persists nothing"
+        );
+    }
+}
