@@ -744,10 +744,11 @@ impl Reloader {
             let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
             logging::snapshot_published(generation, &names, &removed);
             if let Some(p) = &mut self.persister {
-                for (name, _) in &accepted {
-                    let scanned = judged.iter().find(|j| &j.name == name).map(|j| &j.scanned);
-                    if let Some((Ok(bytes), Ok(schema))) = scanned.map(|s| (&s.bytes, &s.schema)) {
-                        p.accepted(name, bytes, schema);
+                // The exact inputs of what was just published, for the state.
+                let names: HashSet<&str> = accepted.iter().map(|(n, _)| n.as_str()).collect();
+                for j in judged.iter().filter(|j| names.contains(j.name.as_str())) {
+                    if let (Ok(bytes), Ok(schema)) = (&j.scanned.bytes, &j.scanned.schema) {
+                        p.accepted(&j.name, bytes, schema);
                     }
                 }
             }
@@ -798,8 +799,9 @@ impl Reloader {
     /// already. Not called after a startup that leaves a document invalid
     /// when nothing was restored: `hotconf run` refuses to start then (SPEC
     /// §2), and what it published, never served, must not become a last
-    /// good state that the next start would run on. Returns whether anything was attempted (its result is in
-    /// the persister's status and the logs; a failure never unpublishes).
+    /// good state that the next start would run on. Returns whether
+    /// anything was attempted (its result is in the persister's status and
+    /// the logs; a failure never unpublishes).
     fn persist(&mut self, snapshot: &Snapshot) -> bool {
         self.persister
             .as_mut()
