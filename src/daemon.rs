@@ -170,14 +170,20 @@ impl Daemon {
         );
         // The persisted snapshot seeds the store before the reloader, its
         // only writer, starts; from then on the reloader persists.
+        // It reads and validates files: off the async workers, as reloads are.
         let (persister, restored) = match &settings.state_dir {
             Some(dir) => {
-                let (p, r) = Persister::open(
-                    dir,
-                    &settings.config_dir,
-                    &settings.schema_dir,
-                    config_limits(&settings),
+                let (dir, config_dir, schema_dir) = (
+                    dir.clone(),
+                    settings.config_dir.clone(),
+                    settings.schema_dir.clone(),
                 );
+                let limits = config_limits(&settings);
+                let (p, r) = tokio::task::spawn_blocking(move || {
+                    Persister::open(&dir, &config_dir, &schema_dir, limits)
+                })
+                .await
+                .map_err(|e| StartError::Internal(format!("cannot read the state dir: {e}")))?;
                 (Some(p), r)
             }
             None => (None, None),

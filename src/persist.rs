@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -315,6 +315,11 @@ impl Persister {
             .retain(|name, _| snapshot.documents.contains_key(name));
         let blobs_dir = self.dir.join(BLOBS);
         create_private_dir(&blobs_dir)?;
+        // Blob names are source hashes, which would let whoever can list
+        // them test guesses of a weak secret: ours, and private, even if
+        // something made the directory looser.
+        std::fs::set_permissions(&blobs_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", blobs_dir.display()))?;
 
         let mut documents = BTreeMap::new();
         let mut wanted: BTreeMap<String, Arc<[u8]>> = BTreeMap::new();
@@ -673,7 +678,6 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::schema::SchemaCache;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A temp dir with `configs/`, `schemas/` (one schema: `port`) and the
     /// path of a state dir.
