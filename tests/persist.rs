@@ -41,6 +41,32 @@ fn start(env: &Env) -> Daemon {
     d
 }
 
+/// Waits until the daemon has logged `event` at least `n` times (logs are
+/// captured by a reader thread, a little after they are written).
+fn logged(d: &Daemon, event: &str, n: usize) -> Vec<Value> {
+    assert!(
+        d.wait_event_count(event, n, DEADLINE),
+        "{event} x{n} never logged: {:#?}",
+        d.stderr_lines()
+    );
+    d.events(event)
+}
+
+/// Waits for a refused start to exit 1 and for its last line (so that
+/// everything before it has been captured too).
+fn refused(d: &mut Daemon, what: &str) {
+    let exit = d.wait_exit(DEADLINE).expect("exits");
+    assert_eq!(exit.code(), Some(1), "{what}: {:#?}", d.stderr_lines());
+    assert!(
+        wait_until(DEADLINE, || d
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("not starting"))),
+        "{what}: {:#?}",
+        d.stderr_lines()
+    );
+}
+
 /// SIGTERM, and the daemon exits 0.
 fn stop(mut d: Daemon) {
     d.signal(libc::SIGTERM);
@@ -145,7 +171,7 @@ fn generations_continue_across_a_restart() {
         st["instance"], first_instance,
         "instance is random per start"
     );
-    assert_eq!(d.events("state_restored").len(), 1);
+    assert_eq!(logged(&d, "state_restored", 1).len(), 1);
     // Continues from there.
     env.write_doc("a", "port = 3\n");
     assert_eq!(reload(&env)["generation"], 4);
@@ -162,6 +188,8 @@ fn a_restart_with_identical_files_keeps_the_generation() {
     let st = status(&env);
     assert_eq!(st["generation"], 2, "{st:#}");
     assert_eq!(st["ok"], true);
+    // Everything the startup logged is captured once its end is.
+    logged(&d, "reload_finished", 1);
     assert_eq!(st["documents"]["a"]["generation"], 2);
     assert_eq!(st["documents"]["b"]["generation"], 1);
     assert!(
@@ -223,7 +251,7 @@ fn a_restart_with_a_broken_file_serves_its_last_good_version_and_says_so() {
     assert_eq!(st["documents"]["c"]["state"], "error");
     assert_eq!(st["documents"]["c"]["generation"], Value::Null);
 
-    let warned = d.events("serving_persisted");
+    let warned = logged(&d, "serving_persisted", 1);
     assert_eq!(warned.len(), 1, "{:#?}", d.stderr_lines());
     assert_eq!(field(&warned[0], "level"), "WARN");
     assert_eq!(field(&warned[0], "documents"), "a");
@@ -256,7 +284,7 @@ fn a_schema_made_stricter_while_down_serves_the_document_under_its_old_schema() 
     assert_eq!(st["documents"]["a"]["state"], "error");
     assert_eq!(st["documents"]["a"]["last_error"]["code"], "E_SCHEMA");
     assert_eq!(st["documents"]["b"]["state"], "ok");
-    assert_eq!(d.events("serving_persisted").len(), 1);
+    assert_eq!(logged(&d, "serving_persisted", 1).len(), 1);
     drop(d);
 }
 
@@ -299,8 +327,7 @@ fn a_corrupt_state_with_a_broken_file_is_ignored_and_startup_fails() {
         damage(&state_dir(&env));
         env.write_doc("a", "port = [\n");
         let mut d = spawn(&env);
-        let exit = d.wait_exit(DEADLINE).expect("exits");
-        assert_eq!(exit.code(), Some(1), "{what}: {:#?}", d.stderr_lines());
+        refused(&mut d, what);
         let ignored = d.events("state_ignored");
         assert_eq!(ignored.len(), 1, "{what}: {:#?}", d.stderr_lines());
         assert_eq!(field(&ignored[0], "level"), "WARN");
@@ -325,7 +352,7 @@ fn a_corrupt_state_with_valid_files_starts_over_at_generation_1() {
     assert_eq!(st["generation"], 1, "{st:#}");
     assert_eq!(st["ok"], true);
     assert_eq!(st["state_dir"]["restored_generation"], Value::Null);
-    assert_eq!(d.events("state_ignored").len(), 1);
+    assert_eq!(logged(&d, "state_ignored", 1).len(), 1);
     // And the state is good again.
     assert_eq!(manifest(&env)["generation"], 1);
     stop(d);
@@ -352,7 +379,7 @@ fn a_failed_persist_is_loud_keeps_serving_and_is_repaired_later() {
         json!({"port": 2}),
         "served"
     );
-    let failed = d.events("persist_failed");
+    let failed = logged(&d, "persist_failed", 1);
     assert_eq!(failed.len(), 1, "{:#?}", d.stderr_lines());
     assert_eq!(field(&failed[0], "level"), "ERROR");
     let st = status(&env);
@@ -360,12 +387,21 @@ fn a_failed_persist_is_loud_keeps_serving_and_is_repaired_later() {
     assert_eq!(st["state_dir"]["ok"], false, "{st:#}");
     assert_eq!(st["state_dir"]["persisted_generation"], 1);
     assert!(st["state_dir"]["last_error"]["message"].is_string());
+    let metrics = get(&env, "/metrics").body;
+    assert!(metrics.contains("hotconf_state_persist_ok 0"), "{metrics}");
+    assert!(
+        metrics.contains("hotconf_state_persisted_generation 1"),
+        "{metrics}"
+    );
 
     // Freed: the next reload persists what is served.
     std::fs::remove_file(&blobs).expect("unblock");
     reload(&env);
     assert!(wait_until(DEADLINE, || status(&env)["state_dir"]["ok"] == true));
     assert_eq!(manifest(&env)["generation"], 2);
+    assert!(get(&env, "/metrics")
+        .body
+        .contains("hotconf_state_persist_ok 1"));
     stop(d);
     env.write_doc("a", "port = x\n");
     let d = start(&env);
@@ -382,13 +418,7 @@ fn a_refused_first_start_leaves_no_state_so_the_next_start_is_refused_too() {
     env.write_doc("b", "port = 0\n");
     for attempt in 1..=2 {
         let mut d = spawn(&env);
-        let exit = d.wait_exit(DEADLINE).expect("exits");
-        assert_eq!(
-            exit.code(),
-            Some(1),
-            "attempt {attempt}: {:#?}",
-            d.stderr_lines()
-        );
+        refused(&mut d, &format!("attempt {attempt}"));
         assert!(d.events("serving_persisted").is_empty());
         assert!(
             !state_dir(&env).join("state.json").exists(),
