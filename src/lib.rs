@@ -63,6 +63,12 @@
 //! # }
 //! ```
 //!
+//! To keep the last good snapshot across restarts (as `--state-dir` does),
+//! open a [`persist::Persister`] first, build the store from the snapshot
+//! it restored ([`Store::with_snapshot`]), and start the reloader with
+//! [`Reloader::spawn_persisting`]; `daemon::Daemon::start` shows the whole
+//! sequence.
+//!
 //! Invariants: the reloader is the only writer of the [`Store`]; a
 //! [`Snapshot`] never changes once published; the generation moves only
 //! when served content changes; dropping the last [`ReloadHandle`] (or
