@@ -347,7 +347,15 @@ fn metrics_over_the_socket_and_over_metrics_listen() {
     two_docs(&env);
     let d = start(
         &env,
-        &["--poll-interval", "0", "--metrics-listen", "127.0.0.1:0"],
+        // An edit, then one explicit reload whose outcome the metrics
+        // count: the watcher must not apply it first.
+        &[
+            "--poll-interval",
+            "0",
+            "--no-watch",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
     );
     env.write_doc("b", "port = 0\n");
     let v = http(&env.socket(), "POST", "/v1/reload", None)

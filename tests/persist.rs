@@ -26,7 +26,9 @@ fn state_dir(env: &Env) -> PathBuf {
 fn spawn(env: &Env) -> Daemon {
     let mut args = env.run_args();
     let state = state_dir(env).display().to_string();
-    args.extend(["--poll-interval", "0", "--state-dir", &state].map(String::from));
+    // Every edit here is followed by an explicit reload whose generation
+    // the test counts: the watcher must not apply the edits first.
+    args.extend(["--poll-interval", "0", "--no-watch", "--state-dir", &state].map(String::from));
     Daemon::spawn(&args, &[])
 }
 
