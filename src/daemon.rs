@@ -1,10 +1,31 @@
-//! `hotconf run`: wires the store, the reloader, the watcher, signals, the
-//! control socket and systemd together. Thin: the work lives in the modules
-//! it starts.
+//! `hotconf run`: wires the store, the reloader, signals, the poll (and
+//! soon the watcher, the control socket and systemd) together. Thin: the
+//! work lives in the modules it starts.
+//!
+//! The shape of a run, in [`run`]: install the logger, build the runtime,
+//! catch signals (before anything else, so an early SIGHUP cannot kill the
+//! process), [`Daemon::start`] (store + reloader + startup load; exit 1 with
+//! every error printed when a document is invalid), start the other
+//! components from the [`Daemon`]'s parts, [`Daemon::serve`] until
+//! SIGTERM/SIGINT, then [`Daemon::stop`].
+//!
+//! Signal handlers only enqueue; nothing here reads a file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::control::{self, Server, ServerOptions};
+use crate::logging::{self, LogObserver};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Limits};
+use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
+use crate::status::{DocState, Trigger};
+use crate::store::Store;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,9 +68,302 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
+/// Tells long-running components (control socket, watcher) that the daemon
+/// is stopping. Cheap to clone; every clone sees the same signal.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Becomes `true` once, when the daemon stops.
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Waits until the daemon is stopping (returns at once if it is).
+    pub async fn wait(&mut self) {
+        // Err: the sender is gone, which only happens when stopping.
+        let _ = self.rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Whether the daemon is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+/// The signals `hotconf run` reacts to. Installed first thing, so that a
+/// SIGHUP arriving during startup is queued instead of killing the process.
+struct Signals {
+    /// Explicit reload.
+    hup: Signal,
+    /// Graceful stop (systemd).
+    term: Signal,
+    /// Graceful stop (Ctrl-C).
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+/// A started daemon: the parts every component is built from. The control
+/// socket needs `store` and `reload`; the watcher needs `reload`,
+/// `unsettled` and `settings`; all of them take a clone of `shutdown`.
+pub struct Daemon {
+    /// What it was started with.
+    pub settings: Settings,
+    /// The served snapshot and status (readers only; the reloader writes).
+    pub store: Arc<Store>,
+    /// Requests reloads (signals, poll, watcher, `POST /v1/reload`).
+    pub reload: ReloadHandle,
+    /// Files being written: the watcher fills it, implicit reloads skip it.
+    pub unsettled: Arc<Unsettled>,
+    /// Handed to components so they stop with the daemon.
+    pub shutdown: Shutdown,
+    /// Reload counters and durations (a reload observer); `/metrics`
+    /// encodes them with the store's state.
+    pub metrics: Arc<Metrics>,
+    /// The serving control socket, once [`Daemon::serve_control`] started it.
+    control: Option<control::Running>,
+    /// Fires `shutdown`.
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Why [`Daemon::start`] did not produce a running daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Some document is invalid; every problem, compiler style.
+    #[error("{} invalid document(s)", .0.len())]
+    Invalid(Vec<crate::rejection::Rejection>),
+    /// The reloader could not be started or stopped during startup.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Daemon {
+    /// The reload observers of `hotconf run`, in call order.
+    fn observers(settings: &Settings, metrics: &Arc<Metrics>) -> Vec<Arc<dyn ReloadObserver>> {
+        let _ = settings;
+        let observers: Vec<Arc<dyn ReloadObserver>> = vec![
+            Arc::new(LogObserver),
+            // WIRING (systemd, later): RELOADING=1/READY=1/STATUS= observer.
+            metrics.clone(),
+        ];
+        observers
+    }
+
+    /// Creates the store and the reloader and does the startup load. Fails
+    /// with every rejection when any document is invalid (SPEC §2
+    /// "Startup"); the reloader is then stopped again.
+    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+        let store = Arc::new(Store::with_random_instance());
+        logging::startup(
+            store.instance(),
+            &settings.config_dir,
+            &settings.schema_dir,
+            settings.all_or_nothing,
+        );
+        // WIRING (state dir, §7): load a persisted snapshot into the store
+        // here (Store::with_snapshot) before the reloader starts.
+        let unsettled = Arc::new(Unsettled::default());
+        let config = ReloadConfig {
+            config_dir: settings.config_dir.clone(),
+            schema_dir: settings.schema_dir.clone(),
+            limits: config_limits(&settings),
+            all_or_nothing: settings.all_or_nothing,
+            debounce: settings.debounce,
+            unsettled: unsettled.clone(),
+        };
+        // The reloader never removes anything when it cannot list the
+        // directory; at startup that must be an error, as `check` says.
+        if let Err(e) = pipeline::list_documents(&settings.config_dir) {
+            return Err(StartError::Invalid(vec![
+                crate::rejection::Rejection::bare(
+                    crate::rejection::Code::Io,
+                    settings.config_dir.display().to_string(),
+                    format!("cannot list the config directory: {e}"),
+                ),
+            ]));
+        }
+        let metrics = Arc::new(Metrics::new());
+        let reload =
+            Reloader::spawn(config, store.clone(), Self::observers(&settings, &metrics))
+                .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let startup = reload.reload(Trigger::Startup).await;
+        if startup.is_err() {
+            return Err(StartError::Internal(
+                "the reloader stopped during startup".into(),
+            ));
+        }
+        let status = store.status();
+        if !status.all_ok() {
+            reload.shutdown().await;
+            // Print exactly what `hotconf check` would (it also reports a
+            // broken schema once, and both a parse error and a bad schema);
+            // the reloader's view is the fallback if the files were fixed
+            // in between.
+            let mut invalid = pipeline::check(
+                &settings.config_dir,
+                &settings.schema_dir,
+                &[],
+                config_limits(&settings),
+            );
+            if invalid.is_empty() {
+                invalid = status
+                    .documents
+                    .values()
+                    .filter(|d| d.state != DocState::Ok)
+                    .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
+                    .collect();
+            }
+            return Err(StartError::Invalid(invalid));
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        Ok(Daemon {
+            settings,
+            store,
+            reload,
+            unsettled,
+            shutdown: Shutdown { rx: shutdown_rx },
+            metrics,
+            control: None,
+            shutdown_tx,
+        })
+    }
+
+    /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
+    /// Returns the name of the signal that stopped it.
+    async fn serve(&self, signals: &mut Signals) -> &'static str {
+        let poll = self.settings.poll_interval;
+        // Zero disables the poll: a timer that never fires.
+        let period = if poll.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            poll
+        };
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = signals.hup.recv() => self.reload.request(Trigger::Signal),
+                _ = ticker.tick(), if !poll.is_zero() => self.reload.request(Trigger::Poll),
+                _ = signals.term.recv() => return "SIGTERM",
+                _ = signals.int.recv() => return "SIGINT",
+            }
+        }
+    }
+
+    /// Starts serving the control socket bound earlier (see [`run`]: it is
+    /// bound before the startup load so that a second daemon fails fast).
+    pub fn serve_control(&mut self, server: Server) -> std::io::Result<()> {
+        let running = server.start(control::Context {
+            store: self.store.clone(),
+            reloader: Arc::new(self.reload.clone()),
+            metrics: self.metrics.clone(),
+        })?;
+        self.control = Some(running);
+        Ok(())
+    }
+
+    /// Stops: tells every component, lets the in-flight reload finish and
+    /// the control socket drain (bounded; it removes its socket file), logs
+    /// `shutdown`.
+    pub async fn stop(self, reason: &str) {
+        self.shutdown_tx.send_replace(true);
+        // WIRING (systemd, later): STOPPING=1 here.
+        // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
+        let control = async {
+            if let Some(c) = self.control {
+                c.shutdown().await;
+            }
+        };
+        tokio::join!(self.reload.shutdown(), control);
+        logging::shutdown(reason, self.store.load().generation);
+    }
+}
+
+/// The read limits `settings` ask for.
+fn config_limits(settings: &Settings) -> Limits {
+    Limits {
+        max_file_size: settings.max_file_size,
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
+/// after a graceful stop, 1 when startup fails (every error printed to
+/// stderr compiler style, as `hotconf check` does), 2 for a bad
+/// `--log-level`.
 pub fn run(settings: Settings) -> i32 {
-    let _ = settings;
-    eprintln!("hotconf run: not implemented yet");
-    1
+    if let Err(e) = logging::init(settings.log_format, &settings.log_level) {
+        eprintln!("hotconf run: {e}");
+        return 2;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hotconf")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hotconf run: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(run_async(settings))
+}
+
+async fn run_async(settings: Settings) -> i32 {
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    // Claim the socket before the startup load: a second daemon on a live
+    // socket must fail at once, naming it, without doing any work.
+    let server = match ServerOptions::from_settings(&settings).and_then(|o| Server::bind(&o)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
+    let mut daemon = match Daemon::start(settings).await {
+        Ok(d) => d,
+        Err(StartError::Invalid(rejections)) => {
+            for r in &rejections {
+                for line in r.lines() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!(
+                "hotconf run: not starting: {} invalid document(s)",
+                rejections.len()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("hotconf run: {e}");
+            return 1;
+        }
+    };
+
+    if let Err(e) = daemon.serve_control(server) {
+        eprintln!("hotconf run: cannot serve the control socket: {e}");
+        daemon.stop("control socket failed").await;
+        return 1;
+    }
+    // WIRING (watcher, branch `watcher`): start it here from
+    // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
+    // and `daemon.shutdown.clone()`.
+    // WIRING (systemd, later): READY=1 here, the startup load is done.
+
+    let reason = daemon.serve(&mut signals).await;
+    daemon.stop(reason).await;
+    0
 }

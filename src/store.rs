@@ -6,7 +6,7 @@
 //! Exactly one writer — the reloader — calls [`Store::publish`] and
 //! [`Store::set_status`]; everything else only loads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -19,8 +19,12 @@ use crate::status::Status;
 pub struct Store {
     /// The served snapshot; replaced whole, never mutated.
     snapshot: ArcSwap<Snapshot>,
-    /// Status beside it; replaced whole by the reloader.
+    /// Status beside it; replaced whole, never mutated.
     status: ArcSwap<Status>,
+    /// Serializes read-modify-write updates of `status` so that the
+    /// reloader and, e.g., the watcher (`watch_degraded`) never lose each
+    /// other's changes. Readers never take it.
+    status_write: Mutex<()>,
     /// Carries the latest generation; wakes async waiters on publish only.
     generation_tx: watch::Sender<u64>,
     /// Random id of this daemon start.
@@ -39,6 +43,11 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// A store with a fresh random instance id (see [`new_instance_id`]).
+    pub fn with_random_instance() -> Self {
+        Self::new(new_instance_id())
+    }
+
     /// A store serving the empty snapshot (generation 0).
     pub fn new(instance: String) -> Self {
         Self::with_snapshot(instance, Snapshot::empty())
@@ -50,6 +59,7 @@ impl Store {
         Store {
             snapshot: ArcSwap::from_pointee(snapshot),
             status: ArcSwap::from_pointee(Status::default()),
+            status_write: Mutex::new(()),
             generation_tx,
             instance,
             started_at: SystemTime::now(),
@@ -89,13 +99,57 @@ impl Store {
 
     /// Publishes a new snapshot and wakes waiters. Reloader only.
     pub fn publish(&self, snapshot: Snapshot) {
+        self.publish_arc(Arc::new(snapshot));
+    }
+
+    /// [`Store::publish`] for a snapshot the caller keeps a handle to.
+    /// Reloader only.
+    pub fn publish_arc(&self, snapshot: Arc<Snapshot>) {
         let generation = snapshot.generation;
-        self.snapshot.store(Arc::new(snapshot));
+        self.snapshot.store(snapshot);
         self.generation_tx.send_replace(generation);
     }
 
-    /// Replaces the status. Wakes nobody. Reloader only.
+    /// Replaces the status. Wakes nobody. Prefer [`Store::update_status`],
+    /// which cannot lose a concurrent update.
     pub fn set_status(&self, status: Status) {
+        let _guard = self.status_write.lock().unwrap_or_else(|p| p.into_inner());
         self.status.store(Arc::new(status));
     }
+
+    /// Changes the status with `f` applied to a copy of the current one and
+    /// returns the result. Updates are serialized (the reloader owns the
+    /// per-document part; other writers such as the watcher touch only
+    /// their own fields). Wakes nobody.
+    pub fn update_status(&self, f: impl FnOnce(&mut Status)) -> Arc<Status> {
+        // A writer that panicked left no partial state (the swap below is
+        // the only mutation), so a poisoned lock is safe to reuse.
+        let _guard = self.status_write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = Status::clone(&self.status.load());
+        f(&mut status);
+        let status = Arc::new(status);
+        self.status.store(status.clone());
+        status
+    }
+}
+
+/// A random id for one daemon start: 16 bytes from the OS, hex. Falls back
+/// to a hash of the pid, the clock and a stack address if the OS has no
+/// randomness to give (still unique enough to tell restarts apart).
+pub fn new_instance_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !from_os {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let seed = format!("{}:{}:{:p}", std::process::id(), nanos, &bytes);
+        let digest = crate::document::sha256_hex(seed.as_bytes());
+        return digest.chars().take(32).collect();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,348 @@
+//! The HTTP API: routes, handlers, blocking queries and JSON errors.
+//!
+//! Handlers only read the store (and ask the reloader, for `POST
+//! /v1/reload`); they never write it. A blocking query waits on the store's
+//! generation channel — woken by publishes only, never by rejections — and
+//! on the server's shutdown signal, never on a timer loop.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::conn::Peer;
+use super::views;
+use crate::metrics::{self, Metrics};
+use crate::reload::{ReloadHandle, ReloaderGone};
+use crate::snapshot::Snapshot;
+use crate::status::{ReloadOutcome, Trigger};
+use crate::store::Store;
+
+/// `X-Hotconf-Generation`: the generation the answer reflects.
+pub const GENERATION_HEADER: HeaderName = HeaderName::from_static("x-hotconf-generation");
+/// `X-Hotconf-Instance`: the daemon start that answered.
+pub const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-hotconf-instance");
+
+/// Longest `wait` of a blocking query.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// `wait` of a blocking query that gives an `index` but no `wait`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// The boxed future of [`ReloadService::reload`].
+pub type ReloadFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ReloadOutcome, ReloaderGone>> + Send + 'a>>;
+
+/// Something that performs explicit reloads for the API: the daemon's
+/// [`ReloadHandle`], or a stand-in in tests.
+pub trait ReloadService: Send + Sync + 'static {
+    /// Requests a reload and waits for its outcome.
+    fn reload(&self, trigger: Trigger) -> ReloadFuture<'_>;
+}
+
+impl ReloadService for ReloadHandle {
+    fn reload(&self, trigger: Trigger) -> ReloadFuture<'_> {
+        Box::pin(ReloadHandle::reload(self, trigger))
+    }
+}
+
+/// What every handler can reach.
+pub(crate) struct Api {
+    /// The served snapshot and status.
+    pub store: Arc<Store>,
+    /// Performs `POST /v1/reload`.
+    pub reloader: Arc<dyn ReloadService>,
+    /// Encodes `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Peers running as this uid (or root) are trusted.
+    pub daemon_uid: u32,
+    /// Turns true at shutdown: blocking queries answer at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+type Shared = State<Arc<Api>>;
+
+/// The full API served on the unix socket.
+pub(crate) fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/config", get(config_all))
+        .route("/v1/config/{*path}", get(config_one))
+        .route("/v1/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub(crate) fn metrics_router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+/// A JSON error `{code, message}` with its status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"code": self.code, "message": self.message});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+/// `?index=N&wait=DURATION` as received.
+#[derive(Debug, Default, Deserialize)]
+struct RawBlocking {
+    index: Option<String>,
+    wait: Option<String>,
+}
+
+/// A parsed blocking query: wait while the watched generation equals
+/// `index`, at most `wait`.
+#[derive(Debug, Clone, Copy)]
+struct Blocking {
+    index: Option<u64>,
+    wait: Duration,
+}
+
+fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    let Query(raw) = q.map_err(|e| bad(e.body_text()))?;
+    let index = raw
+        .index
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("index {s:?} is not a generation number")))
+        })
+        .transpose()?;
+    let wait = match raw.wait {
+        None => DEFAULT_WAIT,
+        Some(s) => parse_wait(&s)
+            .ok_or_else(|| bad(format!("wait {s:?} is not a duration (use units: 30s, 5m)")))?,
+    };
+    Ok(Blocking {
+        index,
+        wait: wait.min(MAX_WAIT),
+    })
+}
+
+/// `30s`, `5m`, `1m30s`, `250ms`; bare digits are seconds (as Consul).
+fn parse_wait(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(s).ok()
+}
+
+/// Waits, if `q` asks to, until `watched(snapshot)` differs from the index,
+/// `wait` runs out or the server shuts down; returns the snapshot to answer
+/// with. A different value — including one *behind* the index, as after a
+/// daemon restart — answers at once.
+async fn wait_for(api: &Api, q: Blocking, watched: impl Fn(&Snapshot) -> u64) -> Arc<Snapshot> {
+    let Some(index) = q.index else {
+        return api.store.load_full();
+    };
+    // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.
+    let deadline = Instant::now() + q.wait;
+    let mut generations = api.store.subscribe();
+    let mut shutdown = api.shutdown.clone();
+    loop {
+        // Mark the current generation seen *before* loading: a publish after
+        // this point wakes us, one before it is in what we load.
+        generations.borrow_and_update();
+        let snapshot = api.store.load_full();
+        if watched(&snapshot) != index || *shutdown.borrow() {
+            return snapshot;
+        }
+        tokio::select! {
+            changed = generations.changed() => {
+                if changed.is_err() {
+                    return api.store.load_full();
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return api.store.load_full(),
+            stopping = shutdown.changed() => {
+                if stopping.is_err() {
+                    return api.store.load_full();
+                }
+            }
+        }
+    }
+}
+
+fn with_headers(mut resp: Response, generation: u64, instance: &str) -> Response {
+    let h = resp.headers_mut();
+    h.insert(GENERATION_HEADER, HeaderValue::from(generation));
+    if let Ok(v) = HeaderValue::from_str(instance) {
+        h.insert(INSTANCE_HEADER, v);
+    }
+    resp
+}
+
+async fn status(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+    q: Result<Query<RawBlocking>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = blocking(q)?;
+    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let trusted = peer.is_trusted(api.daemon_uid);
+    let body = views::status(
+        api.store.instance(),
+        api.store.started_at(),
+        &snapshot,
+        &api.store.status(),
+        trusted,
+    );
+    Ok(with_headers(
+        Json(body).into_response(),
+        snapshot.generation,
+        api.store.instance(),
+    ))
+}
+
+async fn config_all(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+    q: Result<Query<RawBlocking>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = blocking(q)?;
+    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let body = views::config(
+        api.store.instance(),
+        &snapshot,
+        peer.is_trusted(api.daemon_uid),
+    );
+    Ok(with_headers(
+        Json(body).into_response(),
+        snapshot.generation,
+        api.store.instance(),
+    ))
+}
+
+async fn config_one(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+    Path(path): Path<String>,
+    q: Result<Query<RawBlocking>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = blocking(q)?;
+    // `NAME` or `NAME/json/pointer`; the pointer keeps its leading '/'.
+    let (name, pointer) = match path.find('/') {
+        Some(i) => path.split_at(i),
+        None => (path.as_str(), ""),
+    };
+    // A document that is not served has generation 0: a blocking query on
+    // it waits for it to appear, and one on a served document answers when
+    // it is removed.
+    let snapshot = wait_for(&api, q, |s| s.get(name).map(|d| d.generation).unwrap_or(0)).await;
+    let not_found = |m: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", m);
+    let Some(doc) = snapshot.get(name) else {
+        return Err(not_found(format!("no document {name:?} is served")));
+    };
+    let value = views::visible_value(doc, peer.is_trusted(api.daemon_uid));
+    let Some(part) = value.pointer(pointer) else {
+        return Err(not_found(format!(
+            "document {name:?} has no value at {pointer:?}"
+        )));
+    };
+    Ok(with_headers(
+        Json(part).into_response(),
+        doc.generation,
+        api.store.instance(),
+    ))
+}
+
+async fn reload(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+) -> Result<Response, ApiError> {
+    if !peer.is_trusted(api.daemon_uid) {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            "refused POST /v1/reload from an untrusted peer"
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "reload is only for root and the daemon's own user",
+        ));
+    }
+    let outcome = api.reloader.reload(Trigger::Api).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    let snapshot = api.store.load_full();
+    let body = views::reload_result(&outcome, &snapshot, &api.store.status());
+    Ok(with_headers(
+        Json(body).into_response(),
+        snapshot.generation,
+        api.store.instance(),
+    ))
+}
+
+async fn metrics(State(api): Shared) -> Response {
+    let text = api.metrics.encode(&api.store);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_parsing() {
+        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_wait("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_wait("soon"), None);
+        assert_eq!(parse_wait(""), None);
+    }
+}

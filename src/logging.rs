@@ -1,0 +1,231 @@
+//! Logs: the `tracing` subscriber of `hotconf run`, and every event of
+//! SPEC §6 with its stable `event` field, in one place so their names and
+//! fields stay consistent.
+//!
+//! Event names are part of the contract: `startup`, `reload_started`,
+//! `document_accepted`, `document_rejected`, `document_missing`,
+//! `document_removed`, `snapshot_published`, `reload_finished`, `shutdown`.
+//! Lists of document names are logged as one comma-separated field.
+//!
+//! What this module does not do: decide anything. The reloader calls the
+//! per-document functions as it decides; [`LogObserver`] logs the start and
+//! end of each reload. Nothing here ever logs a document value: rejections
+//! are printed through [`Rejection`], whose messages never hold secrets.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use tracing::{debug, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::daemon::LogFormat;
+use crate::rejection::Rejection;
+use crate::reload::ReloadObserver;
+use crate::snapshot::Snapshot;
+use crate::status::{ReloadOutcome, Status, Trigger};
+
+/// Installs the global subscriber: `format` to stderr, filtered by `level`
+/// (`info`, `debug`, or any `tracing` filter directive). ANSI colours only
+/// when stderr is a terminal. Fails on a bad directive or when a subscriber
+/// is already installed.
+pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            // Event fields at the top level: `{"event":"startup",...}`.
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Names as one field: `a,b,c` (empty when none).
+fn names(list: &[String]) -> String {
+    list.join(",")
+}
+
+/// `startup`: the daemon begins (before the first load).
+pub fn startup(instance: &str, config_dir: &Path, schema_dir: &Path, all_or_nothing: bool) {
+    info!(
+        event = "startup",
+        version = env!("CARGO_PKG_VERSION"),
+        instance,
+        config_dir = %config_dir.display(),
+        schema_dir = %schema_dir.display(),
+        all_or_nothing,
+        "hotconf starting"
+    );
+}
+
+/// `shutdown`: the daemon is stopping (after in-flight work finished).
+pub fn shutdown(reason: &str, generation: u64) {
+    info!(event = "shutdown", reason, generation, "hotconf stopped");
+}
+
+/// `document_accepted`: a new version of `name` is published.
+pub fn document_accepted(name: &str, source: &Path, generation: u64, sha256: &str) {
+    info!(
+        event = "document_accepted",
+        document = name,
+        file = %source.display(),
+        generation,
+        sha256,
+        "{name}: accepted (generation {generation})"
+    );
+}
+
+/// `document_accepted` for a document whose file is back to what is
+/// served (after a rejection or an absence): it is `ok` again, nothing is
+/// published.
+pub fn document_recovered(name: &str, serving: Option<u64>) {
+    info!(
+        event = "document_accepted",
+        document = name,
+        generation = serving.unwrap_or(0),
+        republished = false,
+        "{name}: ok again (the file is what is served)"
+    );
+}
+
+/// `document_rejected`: one WARN line per document, with the first
+/// problem's location and every problem compiler-style in `errors`.
+/// `serving` is the generation of the last good version still served.
+pub fn document_rejected(name: &str, rejection: &Rejection, serving: Option<u64>) {
+    let first = rejection.problems.first();
+    let lines = rejection.lines();
+    let kept = match serving {
+        Some(g) => format!("last good version (generation {g}) still served"),
+        None => "not served".to_string(),
+    };
+    // The event's message is the compiler-style line an operator can act
+    // on; `reason` is the bare problem text, `errors` every problem.
+    warn!(
+        event = "document_rejected",
+        document = name,
+        code = rejection.code.as_str(),
+        file = %rejection.file,
+        line = first.and_then(|p| p.line).map(|l| l as u64),
+        column = first.and_then(|p| p.column).map(|c| c as u64),
+        pointer = first.map(|p| p.pointer.as_str()).unwrap_or(""),
+        reason = first.map(|p| p.message.as_str()).unwrap_or(""),
+        problems = lines.len() as u64,
+        errors = %lines.join("; "),
+        serving = serving,
+        "{}; {kept}",
+        rejection.summary()
+    );
+}
+
+/// `document_missing`: an implicit reload found the file gone for longer
+/// than `--debounce`; the last good version (if any) is still served.
+pub fn document_missing(name: &str, serving: Option<u64>) {
+    warn!(
+        event = "document_missing",
+        document = name,
+        code = "E_MISSING",
+        serving,
+        "{name}: file is gone; still serving its last good version until an explicit reload"
+    );
+}
+
+/// `document_removed`: an explicit reload found the file gone and stopped
+/// serving it.
+pub fn document_removed(name: &str, source: &Path) {
+    info!(
+        event = "document_removed",
+        document = name,
+        file = %source.display(),
+        "{name}: removed (its file is gone)"
+    );
+}
+
+/// `snapshot_published`: a new generation is served.
+pub fn snapshot_published(generation: u64, changed: &[String], removed: &[String]) {
+    info!(
+        event = "snapshot_published",
+        generation,
+        changed = %names(changed),
+        removed = %names(removed),
+        "generation {generation} published"
+    );
+}
+
+/// The config directory could not be listed; nothing is removed because of
+/// it. WARN for an explicit reload, DEBUG for the poll (which would repeat
+/// it every period; the documents turn `missing` instead).
+pub fn config_dir_unreadable(dir: &Path, error: &std::io::Error, explicit: bool) {
+    if explicit {
+        warn!(event = "config_dir_unreadable", dir = %dir.display(), %error, "cannot list the config directory");
+    } else {
+        debug!(event = "config_dir_unreadable", dir = %dir.display(), %error, "cannot list the config directory");
+    }
+}
+
+/// A reload panicked (a bug); the last published snapshot stays served and
+/// the reloader goes on with the next request.
+pub fn reload_panicked() {
+    tracing::error!(
+        event = "reload_panicked",
+        "a reload failed unexpectedly; still serving the last published snapshot"
+    );
+}
+
+/// An implicit look that found nothing to do: not a reload, debug only.
+pub fn nothing_changed(trigger: Trigger) {
+    debug!(
+        event = "nothing_changed",
+        trigger = trigger.as_str(),
+        "no change found"
+    );
+}
+
+/// Logs `reload_started` and `reload_finished`. Register it with the
+/// reloader; it keeps no state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogObserver;
+
+impl ReloadObserver for LogObserver {
+    fn reload_started(&self, trigger: Trigger) {
+        info!(
+            event = "reload_started",
+            trigger = trigger.as_str(),
+            "reload started"
+        );
+    }
+
+    fn reload_finished(&self, outcome: &ReloadOutcome, status: &Status, snapshot: &Snapshot) {
+        let not_ok: Vec<String> = status
+            .documents
+            .iter()
+            .filter(|(_, d)| d.state != crate::status::DocState::Ok)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+        info!(
+            event = "reload_finished",
+            trigger = outcome.trigger.as_str(),
+            generation = snapshot.generation,
+            accepted = %names(&outcome.accepted),
+            rejected = %names(&outcome.rejected),
+            removed = %names(&outcome.removed),
+            not_ok = %names(&not_ok),
+            ok = not_ok.is_empty(),
+            documents = snapshot.documents.len() as u64,
+            duration_ms,
+            "reload finished: {} accepted, {} rejected, {} removed; generation {}",
+            outcome.accepted.len(),
+            outcome.rejected.len(),
+            outcome.removed.len(),
+            snapshot.generation
+        );
+    }
+}

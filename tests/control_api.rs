@@ -1,0 +1,701 @@
+//! The control API in-process: a real `Store` that the test publishes into
+//! by hand, served by `control::Server` on a real unix socket in a temp
+//! directory, with a stand-in reloader. Covers every endpoint and status
+//! code, blocking queries and shutdown without depending on the pipeline.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hotconf::control::{Context, ReloadFuture, ReloadService, Running, Server, ServerOptions};
+use hotconf::control::{Limits, SocketOptions};
+use hotconf::metrics::Metrics;
+use hotconf::reload::{ReloadObserver, ReloaderGone};
+use hotconf::status::{DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
+use hotconf::{Code, Problem, Rejection, ServedDocument, Snapshot, Store};
+use serde_json::{json, Value};
+
+use common::{http, DEADLINE};
+
+/// What the stand-in reloader publishes on the next `POST /v1/reload`.
+type Prepared = (Option<Snapshot>, Status, ReloadOutcome);
+
+/// A reloader that applies a prepared result, as the real one would.
+struct FakeReloader {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    next: Mutex<Option<Prepared>>,
+}
+
+impl ReloadService for FakeReloader {
+    fn reload(&self, trigger: Trigger) -> ReloadFuture<'_> {
+        Box::pin(async move {
+            let prepared = self.next.lock().expect("lock").take();
+            let Some((snapshot, status, mut outcome)) = prepared else {
+                return Err(ReloaderGone);
+            };
+            outcome.trigger = trigger;
+            if let Some(s) = snapshot {
+                self.store.publish(s);
+            }
+            self.store.set_status(status.clone());
+            self.metrics
+                .reload_finished(&outcome, &status, &self.store.load_full());
+            Ok(outcome)
+        })
+    }
+}
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    store: Arc<Store>,
+    reloader: Arc<FakeReloader>,
+    running: Option<Running>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("hotconf.sock");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = Arc::new(Store::new("test-instance".into()));
+        let metrics = Arc::new(Metrics::new());
+        let reloader = Arc::new(FakeReloader {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            next: Mutex::new(None),
+        });
+        let opts = ServerOptions {
+            socket: SocketOptions {
+                path: socket.clone(),
+                mode: 0o660,
+                group: None,
+            },
+            metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            limits: Limits::default(),
+        };
+        let server = Server::bind(&opts).expect("bind");
+        let ctx = Context {
+            store: store.clone(),
+            reloader: reloader.clone(),
+            metrics,
+        };
+        let running = {
+            let _guard = rt.enter();
+            server.start(ctx).expect("start")
+        };
+        Fixture {
+            rt,
+            store,
+            reloader,
+            running: Some(running),
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, path: &str) -> common::Response {
+        http(&self.socket, "GET", path, None).expect("request")
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown());
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn served(name: &str, value: Value, generation: u64) -> (String, Arc<ServedDocument>) {
+    let text = value.to_string();
+    let sha = hotconf::document::sha256_hex(text.as_bytes());
+    let value = Arc::new(value);
+    (
+        name.to_string(),
+        Arc::new(ServedDocument {
+            value: value.clone(),
+            redacted: value,
+            has_secrets: false,
+            sha256: sha.clone(),
+            redacted_sha256: sha,
+            generation,
+            loaded_at: SystemTime::now(),
+            source: PathBuf::from(format!("configs/{name}.toml")),
+            schema_sha256: "s".repeat(64),
+        }),
+    )
+}
+
+fn snapshot(generation: u64, docs: Vec<(String, Arc<ServedDocument>)>) -> Snapshot {
+    Snapshot {
+        generation,
+        published_at: SystemTime::now(),
+        documents: docs.into_iter().collect(),
+    }
+}
+
+fn ok_status(names: &[&str]) -> Status {
+    let mut s = Status::default();
+    for n in names {
+        s.documents.insert(
+            n.to_string(),
+            DocStatus {
+                state: DocState::Ok,
+                source: PathBuf::from(format!("configs/{n}.toml")),
+                last_error: None,
+            },
+        );
+    }
+    s
+}
+
+fn schema_error(name: &str) -> DocStatus {
+    DocStatus {
+        state: DocState::Error,
+        source: PathBuf::from(format!("configs/{name}.toml")),
+        last_error: Some(LastError {
+            rejection: Rejection::new(
+                Code::Schema,
+                format!("configs/{name}.toml"),
+                Problem::at("/port", 2, 8, "\"x\" is not of type \"integer\""),
+            ),
+            sha256: Some("c".repeat(64)),
+            at: SystemTime::now(),
+        }),
+    }
+}
+
+fn outcome(accepted: &[&str], rejected: &[&str], generation: u64) -> ReloadOutcome {
+    ReloadOutcome {
+        trigger: Trigger::Api,
+        at: SystemTime::now(),
+        duration: Duration::from_millis(3),
+        accepted: accepted.iter().map(|s| s.to_string()).collect(),
+        rejected: rejected.iter().map(|s| s.to_string()).collect(),
+        removed: vec![],
+        generation,
+    }
+}
+
+/// gen 1: app and db; gen 2: app changed.
+fn two_generations(f: &Fixture) {
+    f.store.publish(snapshot(
+        1,
+        vec![
+            served("app", json!({"server": {"port": 8080, "a/b": true}}), 1),
+            served("db", json!({"url": "postgres://x"}), 1),
+        ],
+    ));
+    f.store.publish(snapshot(
+        2,
+        vec![
+            served("app", json!({"server": {"port": 9090, "a/b": true}}), 2),
+            served("db", json!({"url": "postgres://x"}), 1),
+        ],
+    ));
+    f.store.set_status(ok_status(&["app", "db"]));
+}
+
+#[test]
+fn status_has_every_field_of_the_spec() {
+    let f = Fixture::new();
+    two_generations(&f);
+    let mut st = ok_status(&["app", "db"]);
+    st.documents.insert("broken".into(), schema_error("broken"));
+    st.last_reload = Some(outcome(&["app"], &["broken"], 2));
+    st.counters.reloads = 2;
+    st.counters.rejections = 1;
+    st.watch_degraded = Some("inotify limit reached".into());
+    f.store.set_status(st);
+
+    let r = f.get("/v1/status");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+    assert_eq!(r.header("x-hotconf-instance"), Some("test-instance"));
+    let v = r.json();
+    for k in [
+        "instance",
+        "generation",
+        "published_at",
+        "uptime_s",
+        "ok",
+        "documents",
+        "last_reload",
+        "counters",
+        "watch",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert_eq!(v["ok"], json!(false), "a rejected document makes ok false");
+    assert_eq!(v["generation"], json!(2));
+    let app = &v["documents"]["app"];
+    assert_eq!(app["state"], "ok");
+    assert_eq!(app["generation"], json!(2));
+    assert_eq!(app["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(app["source"], "configs/app.toml");
+    assert!(app["loaded_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert_eq!(app["last_error"], Value::Null);
+    let broken = &v["documents"]["broken"];
+    assert_eq!(broken["state"], "error");
+    assert_eq!(broken["generation"], Value::Null, "never valid");
+    let err = &broken["last_error"];
+    assert_eq!(err["code"], "E_SCHEMA");
+    assert_eq!(err["sha256"].as_str().map(str::len), Some(64));
+    assert!(err["at"].as_str().is_some());
+    assert_eq!(
+        err["errors"][0],
+        json!({"pointer": "/port", "line": 2, "column": 8, "message": "\"x\" is not of type \"integer\""})
+    );
+    let lr = &v["last_reload"];
+    assert_eq!(lr["trigger"], "api");
+    assert_eq!(lr["duration_ms"], json!(3));
+    assert_eq!(lr["accepted"], json!(["app"]));
+    assert_eq!(lr["rejected"], json!(["broken"]));
+    assert_eq!(lr["removed"], json!([]));
+    assert_eq!(v["counters"], json!({"reloads": 2, "rejections": 1}));
+    assert_eq!(
+        v["watch"],
+        json!({"ok": false, "degraded_reason": "inotify limit reached"})
+    );
+}
+
+#[test]
+fn config_endpoints_headers_and_errors() {
+    let f = Fixture::new();
+    two_generations(&f);
+
+    let r = f.get("/v1/config");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+    assert_eq!(r.header("x-hotconf-instance"), Some("test-instance"));
+    assert_eq!(
+        r.json(),
+        json!({"instance": "test-instance", "generation": 2, "documents": {
+            "app": {"server": {"port": 9090, "a/b": true}},
+            "db": {"url": "postgres://x"}}})
+    );
+
+    // A document's own generation, not the snapshot's.
+    let r = f.get("/v1/config/db");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("1"));
+    assert_eq!(r.json(), json!({"url": "postgres://x"}));
+
+    let r = f.get("/v1/config/app/server/port");
+    assert_eq!((r.status, r.json()), (200, json!(9090)));
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+    // JSON pointer escapes (~1 is '/').
+    let r = f.get("/v1/config/app/server/a~1b");
+    assert_eq!((r.status, r.json()), (200, json!(true)));
+
+    for (method, path, status, code) in [
+        ("GET", "/v1/config/nope", 404, "not_found"),
+        ("GET", "/v1/config/app/server/nope", 404, "not_found"),
+        ("GET", "/v1/nothing-here", 404, "not_found"),
+        ("POST", "/v1/config", 405, "method_not_allowed"),
+        ("DELETE", "/v1/status", 405, "method_not_allowed"),
+        ("GET", "/v1/reload", 405, "method_not_allowed"),
+        ("GET", "/v1/config?index=abc", 400, "bad_request"),
+        ("GET", "/v1/config?index=1&wait=soon", 400, "bad_request"),
+    ] {
+        let r = http(&f.socket, method, path, None).expect("request");
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        let v = r.json();
+        assert_eq!(v["code"], code, "{method} {path}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+}
+
+#[test]
+fn blocking_query_answers_on_publish_times_out_and_index_ahead() {
+    let f = Fixture::new();
+    two_generations(&f);
+
+    // Index ahead of the generation (the daemon restarted): at once.
+    let t = Instant::now();
+    let r = f.get("/v1/config?index=99&wait=30s");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // Index behind: at once.
+    let r = f.get("/v1/config?index=1&wait=30s");
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+
+    // Times out with the current value.
+    let t = Instant::now();
+    let r = f.get("/v1/config?index=2&wait=300ms");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("2"));
+
+    // Answers promptly when a new generation is published.
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = http(&socket, "GET", "/v1/config?index=2&wait=60s", None).expect("request");
+        (r, t.elapsed())
+    });
+    // The query must be parked before we publish; a status change and
+    // a rejection must not wake it.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut st = ok_status(&["app"]);
+    st.documents.insert("db".into(), schema_error("db"));
+    f.store.set_status(st);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !waiter.is_finished(),
+        "a status change woke a blocking query"
+    );
+    f.store.publish(snapshot(
+        3,
+        vec![served("app", json!({"server": {"port": 1}}), 3)],
+    ));
+    let (r, took) = waiter.join().expect("join");
+    assert_eq!(r.header("x-hotconf-generation"), Some("3"));
+    assert_eq!(r.json()["documents"]["app"]["server"]["port"], json!(1));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[test]
+fn per_document_blocking_ignores_other_documents() {
+    let f = Fixture::new();
+    two_generations(&f);
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&socket, "GET", "/v1/config/db?index=1&wait=60s", None).expect("request")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // app changes, db does not: the db query keeps waiting.
+    f.store.publish(snapshot(
+        3,
+        vec![
+            served("app", json!({"server": {"port": 3}}), 3),
+            served("db", json!({"url": "postgres://x"}), 1),
+        ],
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiter.is_finished(),
+        "answered for another document's change"
+    );
+    f.store.publish(snapshot(
+        4,
+        vec![
+            served("app", json!({"server": {"port": 3}}), 3),
+            served("db", json!({"url": "postgres://y"}), 4),
+        ],
+    ));
+    let r = waiter.join().expect("join");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hotconf-generation"), Some("4"));
+    assert_eq!(r.json(), json!({"url": "postgres://y"}));
+
+    // Removal answers a query on the removed document with 404.
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&socket, "GET", "/v1/config/db?index=4&wait=60s", None).expect("request")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    f.store.publish(snapshot(
+        5,
+        vec![served("app", json!({"server": {"port": 3}}), 3)],
+    ));
+    assert_eq!(waiter.join().expect("join").status, 404);
+}
+
+#[test]
+fn a_thousand_blocking_queries_are_answered_by_one_publish() {
+    let f = Fixture::new();
+    two_generations(&f);
+    const N: usize = 1000;
+    let conn = hotconf::client::transport::Connection::new(f.socket.clone());
+    let before = open_fds();
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let conn = conn.clone();
+            f.rt.spawn(async move {
+                conn.get(
+                    "/v1/config?index=2&wait=120s",
+                    Some(Duration::from_secs(150)),
+                )
+                .await
+            })
+        })
+        .collect();
+    // Wait until every connection is open at both ends (a query that
+    // arrives after the publish would be answered at once anyway).
+    let parked = common::wait_until(DEADLINE, || open_fds() >= before + 2 * N);
+    assert!(parked, "only {} new fds", open_fds().saturating_sub(before));
+    let t = Instant::now();
+    f.store
+        .publish(snapshot(3, vec![served("app", json!({}), 3)]));
+    let answers = f.rt.block_on(async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task").expect("answer"));
+        }
+        out
+    });
+    let took = t.elapsed();
+    assert_eq!(answers.len(), N);
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert!(answers.iter().all(|a| a
+        .json_ok()
+        .map(|v| v["generation"] == json!(3))
+        .unwrap_or(false)));
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+/// Open file descriptors of this process (client and server ends of every
+/// in-process connection are both here).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reload_over_the_api_good_and_bad() {
+    let f = Fixture::new();
+    two_generations(&f);
+    // No reloader behind the API: 503.
+    let r = http(&f.socket, "POST", "/v1/reload", None).expect("request");
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    // A good reload.
+    let mut st = ok_status(&["app", "db"]);
+    st.last_reload = Some(outcome(&["app"], &[], 3));
+    *f.reloader.next.lock().expect("lock") = Some((
+        Some(snapshot(
+            3,
+            vec![
+                served("app", json!({"v": 3}), 3),
+                served("db", json!({"url": "postgres://x"}), 1),
+            ],
+        )),
+        st,
+        outcome(&["app"], &[], 3),
+    ));
+    let r = http(&f.socket, "POST", "/v1/reload", None).expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["trigger"], "api");
+    assert_eq!(v["generation"], json!(3));
+    assert_eq!(v["ok"], json!(true));
+    assert_eq!(v["accepted"], json!(["app"]));
+    assert_eq!(v["not_ok"], json!({}));
+
+    // A bad one: db rejected, reported with its error.
+    let mut st = ok_status(&["app"]);
+    st.documents.insert("db".into(), schema_error("db"));
+    *f.reloader.next.lock().expect("lock") = Some((None, st, outcome(&[], &["db"], 3)));
+    let r = http(&f.socket, "POST", "/v1/reload", None).expect("request");
+    let v = r.json();
+    assert_eq!(v["ok"], json!(false));
+    assert_eq!(v["rejected"], json!(["db"]));
+    assert_eq!(v["not_ok"]["db"]["state"], "error");
+    assert_eq!(v["not_ok"]["db"]["last_error"]["code"], "E_SCHEMA");
+
+    // Metrics counted both.
+    let text = f.get("/metrics").body;
+    let scrape = parse_metrics(&text);
+    assert_eq!(
+        sample(
+            &scrape,
+            "hotconf_reloads_total",
+            &[("trigger", "api"), ("result", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "hotconf_reloads_total",
+            &[("trigger", "api"), ("result", "rejected")]
+        ),
+        Some(1.0)
+    );
+}
+
+fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("parse metrics")
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+#[test]
+fn metrics_have_every_series_of_the_spec() {
+    let f = Fixture::new();
+    two_generations(&f);
+    let mut st = ok_status(&["app"]);
+    st.documents.insert("db".into(), schema_error("db"));
+    st.last_reload = Some(outcome(&["app"], &["db"], 2));
+    st.last_success_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    f.store.set_status(st);
+
+    let r = f.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/openmetrics-text")));
+    let scrape = parse_metrics(&r.body);
+    assert_eq!(sample(&scrape, "hotconf_generation", &[]), Some(2.0));
+    assert_eq!(
+        sample(&scrape, "hotconf_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "hotconf_last_reload_success_timestamp_seconds",
+            &[]
+        ),
+        Some(1_700_000_000.0)
+    );
+    assert_eq!(
+        sample(&scrape, "hotconf_document_valid", &[("document", "app")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&scrape, "hotconf_document_valid", &[("document", "db")]),
+        Some(0.0)
+    );
+    let sha = f.store.load().documents["app"].sha256.clone();
+    assert_eq!(
+        sample(
+            &scrape,
+            "hotconf_document_info",
+            &[("document", "app"), ("sha256", &sha)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "hotconf_reloads_total",
+            &[("trigger", "watch"), ("result", "ok")]
+        ),
+        Some(0.0),
+        "series exist before the first reload"
+    );
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "hotconf_reload_duration_seconds"
+            && matches!(s.value, prometheus_parse::Value::Histogram(_))));
+
+    // The same over TCP, and nothing else there.
+    let addr = f
+        .running
+        .as_ref()
+        .and_then(|r| r.metrics_addr())
+        .expect("metrics addr");
+    let body = tcp_get(addr, "/metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("hotconf_generation 2"), "{body}");
+    let body = tcp_get(addr, "/v1/status");
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    let body = tcp_get(addr, "/v1/config");
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+}
+
+fn tcp_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn curl_speaks_to_the_socket() {
+    let f = Fixture::new();
+    two_generations(&f);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--unix-socket"])
+        .arg(&f.socket)
+        .arg("http://localhost/v1/config/app/server/port")
+        .output()
+        .expect("run curl (is it installed?)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-hotconf-generation: 2"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("9090"), "{text}");
+    // Keep-alive: two requests on one connection.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(&f.socket)
+        .args([
+            "http://localhost/v1/config/db/url",
+            "http://localhost/v1/config/app/server/port",
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"postgres://x\"9090");
+}
+
+#[test]
+fn shutdown_answers_blocking_queries_and_removes_the_socket() {
+    let mut f = Fixture::new();
+    two_generations(&f);
+    let mode = std::fs::metadata(&f.socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o660));
+    let before = open_fds();
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&socket, "GET", "/v1/config?index=2&wait=600s", None).expect("request")
+    });
+    assert!(common::wait_until(DEADLINE, || open_fds() >= before + 2));
+    let t = Instant::now();
+    f.shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    let r = waiter.join().expect("join");
+    assert_eq!(r.status, 200);
+    assert!(!f.socket.exists(), "socket removed");
+}
