@@ -20,7 +20,8 @@
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
-//! - [`paths`]: where the socket is, for daemon and client alike.
+//! - [`paths`]: where the socket is, for daemon and client alike;
+//!   [`rlimit`]: the open-file limit raised to fit the connections.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -79,6 +80,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
+pub mod rlimit;
 pub mod schema;
 pub mod snapshot;
 pub mod status;
