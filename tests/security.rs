@@ -212,8 +212,7 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -392,7 +391,10 @@ fn unprivileged_peer_may_not_reload_and_sees_only_redacted_values() {
     let part = curl_as_nobody(&sock, "GET", "/v1/config/app/password");
     assert_eq!(part.json(), json!("<redacted>"));
     let blocking = curl_as_nobody(&sock, "GET", "/v1/config/app?index=0&wait=1s");
-    assert_eq!(blocking.json(), json!({"port": 8080, "password": "<redacted>"}));
+    assert_eq!(
+        blocking.json(),
+        json!({"port": 8080, "password": "<redacted>"})
+    );
 
     // Hashes: the redacted value's hash instead of the source hash of a
     // document holding secrets; the source hash of one without.
@@ -486,7 +488,10 @@ fn a_secret_is_in_no_rejection_log_status_or_metrics() {
             "port = 8080\npassword = \"Zq7trailing-long-enough\" Zq7junk\n".to_string(),
         ),
         // Wrong type: the offending value is the secret.
-        ("98765432123", "port = 8080\npassword = 98765432123\n".to_string()),
+        (
+            "98765432123",
+            "port = 8080\npassword = 98765432123\n".to_string(),
+        ),
         // A secret where the schema allows no key at all is still quoted
         // nowhere (the secret's value is the offending key's value).
         (
@@ -724,7 +729,9 @@ fn connections_beyond_the_limit_are_closed_at_once() {
         );
     }
     assert!(
-        wait_until(DEADLINE, || !d.events("connection_limit_reached").is_empty()),
+        wait_until(DEADLINE, || !d
+            .events("connection_limit_reached")
+            .is_empty()),
         "limit not logged: {:#?}",
         d.stderr_lines()
     );
@@ -768,7 +775,10 @@ fn reload_publishes_while_two_thousand_idle_connections_are_open() {
     assert!(t.elapsed() < DEADLINE);
     assert_eq!(generation(&env), 2);
     // The connections were open throughout.
-    assert!(fds_of(d.pid()) >= base + 1900, "idle connections dropped early");
+    assert!(
+        fds_of(d.pid()) >= base + 1900,
+        "idle connections dropped early"
+    );
     drop(idle);
 }
 
@@ -812,4 +822,103 @@ fn a_scarce_open_file_limit_caps_connections_and_reloads_still_publish() {
             .map(|r| r.status == 200 && r.json() == json!({"port": 3}))
             .unwrap_or(false)
     }));
+}
+
+/// Children killed (and reaped) on drop, so a failing test leaks none.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn other_users_cannot_take_the_slots_kept_for_root() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    let d = start(&env, &["--socket-mode", "0666", "--max-connections", "8"]);
+    let base = settled_fds(d.pid());
+    let g = generation(&env);
+    // Eight long blocking queries by another user: one slot of the eight is
+    // kept for root and the daemon's uid, so one of them is refused.
+    let url = format!("http://localhost/v1/status?index={g}&wait=120s");
+    let mut curls = Children(
+        (0..8)
+            .map(|_| {
+                Command::new("curl")
+                    .args(["-sS", "--max-time", "150", "--unix-socket"])
+                    .arg(env.socket())
+                    .arg(&url)
+                    .uid(NOBODY)
+                    .gid(NOBODY)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn curl")
+            })
+            .collect(),
+    );
+    assert!(
+        wait_until(DEADLINE, || fds_of(d.pid()) >= base + 7),
+        "the queries were not accepted"
+    );
+    let refused = wait_until(DEADLINE, || {
+        curls
+            .0
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(Some(s)) if !s.success()))
+    });
+    assert!(
+        refused,
+        "no connection beyond the untrusted share was refused"
+    );
+    let running = curls
+        .0
+        .iter_mut()
+        .map(|c| c.try_wait())
+        .filter(|w| matches!(w, Ok(None)))
+        .count();
+    assert_eq!(running, 7, "seven queries hold their slots");
+    // Root still gets through, at once.
+    let t = Instant::now();
+    let r = http(&env.socket(), "GET", "/v1/status", None).expect("root's request");
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    drop(curls);
+}
+
+#[test]
+fn a_client_that_stops_reading_its_answer_is_cut_off() {
+    const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+    let env = Env::new();
+    env.write_schema(
+        "big",
+        &common::strict_schema(json!({"blob": {"type": "string"}})),
+    );
+    // A 2 MiB answer: far more than a socket buffer holds.
+    env.write_doc("big", &format!("blob = \"{}\"\n", "x".repeat(2 << 20)));
+    let d = start(&env, &[]);
+    let base = settled_fds(d.pid());
+    let mut s = blocking_query(&env.socket(), "/v1/config/big");
+    assert!(wait_until(DEADLINE, || fds_of(d.pid()) > base));
+    // Never read: the daemon gives up after the send timeout.
+    assert!(
+        wait_until(SEND_TIMEOUT + DEADLINE, || fds_of(d.pid()) <= base),
+        "a stalled answer holds its connection"
+    );
+    // Other clients were served all along.
+    assert_eq!(status(&env)["generation"], json!(1));
+    let (got, closed) = read_until_closed(&mut s, DEADLINE);
+    assert!(closed);
+    assert!(got.len() < (2 << 20), "the whole answer was sent");
 }
