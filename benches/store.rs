@@ -1,7 +1,8 @@
 //! The read path every worker takes: `Store::load()` (an `ArcSwap` load)
 //! against the obvious baseline, an `RwLock<Arc<Snapshot>>` read, measured
 //! in the same run — uncontended, and with a second thread hammering the
-//! same structure (the realistic case for a shared config map).
+//! same structure (the realistic case for a shared config map), and with a
+//! writer publishing new snapshots back to back.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,49 @@ fn bench(c: &mut Criterion) {
         let t = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 black_box(read_rwlock(&l));
+            }
+        });
+        group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+            b.iter(|| read_rwlock(black_box(&lock)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    group.finish();
+
+    // A writer publishing new snapshots back to back (a reload storm): the
+    // reader must never wait for it.
+    stop.store(false, Ordering::Relaxed);
+    let mut group = c.benchmark_group("read snapshot, writer publishing continuously");
+    {
+        let (s, st) = (store.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            let mut generation = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                generation = generation.wrapping_add(1);
+                let mut snap = Snapshot::empty();
+                snap.generation = generation;
+                s.publish(snap);
+            }
+        });
+        group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+            b.iter(|| read_store(black_box(&store)))
+        });
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+    }
+    stop.store(false, Ordering::Relaxed);
+    {
+        let (l, st) = (lock.clone(), stop.clone());
+        let t = std::thread::spawn(move || {
+            let mut generation = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                generation = generation.wrapping_add(1);
+                let mut snap = Snapshot::empty();
+                snap.generation = generation;
+                if let Ok(mut w) = l.write() {
+                    *w = Arc::new(snap);
+                }
             }
         });
         group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {

@@ -23,9 +23,11 @@ use crate::control::{self, Server, ServerOptions};
 use crate::logging::{self, LogObserver};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Limits};
+use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::status::{DocState, Trigger};
 use crate::store::Store;
+use crate::systemd::{Probe, Systemd};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,9 +126,6 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
-    /// Reload counters and durations (a reload observer); `/metrics`
-    /// encodes them with the store's state.
-    pub metrics: Arc<Metrics>,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
     control: Option<control::Running>,
     /// Fires `shutdown`.
@@ -138,28 +137,21 @@ pub struct Daemon {
 pub enum StartError {
     /// Some document is invalid; every problem, compiler style.
     #[error("{} invalid document(s)", .0.len())]
-    Invalid(Vec<crate::rejection::Rejection>),
+    Invalid(Vec<Rejection>),
     /// The reloader could not be started or stopped during startup.
     #[error("{0}")]
     Internal(String),
 }
 
 impl Daemon {
-    /// The reload observers of `hotconf run`, in call order.
-    fn observers(settings: &Settings, metrics: &Arc<Metrics>) -> Vec<Arc<dyn ReloadObserver>> {
-        let _ = settings;
-        let observers: Vec<Arc<dyn ReloadObserver>> = vec![
-            Arc::new(LogObserver),
-            // WIRING (systemd, later): RELOADING=1/READY=1/STATUS= observer.
-            metrics.clone(),
-        ];
-        observers
-    }
-
-    /// Creates the store and the reloader and does the startup load. Fails
-    /// with every rejection when any document is invalid (SPEC §2
-    /// "Startup"); the reloader is then stopped again.
-    pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+    /// Creates the store and the reloader (with `observers`, called in
+    /// order after each reload) and does the startup load. Fails with every
+    /// rejection when any document is invalid (SPEC §2 "Startup"); the
+    /// reloader is then stopped again.
+    pub async fn start(
+        settings: Settings,
+        observers: Vec<Arc<dyn ReloadObserver>>,
+    ) -> Result<Daemon, StartError> {
         let store = Arc::new(Store::with_random_instance());
         logging::startup(
             store.instance(),
@@ -169,6 +161,12 @@ impl Daemon {
         );
         // WIRING (state dir, §7): load a persisted snapshot into the store
         // here (Store::with_snapshot) before the reloader starts.
+        if let Some(dir) = &settings.state_dir {
+            tracing::warn!(
+                state_dir = %dir.display(),
+                "--state-dir is not implemented yet; nothing is persisted"
+            );
+        }
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -181,18 +179,14 @@ impl Daemon {
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         if let Err(e) = pipeline::list_documents(&settings.config_dir) {
-            return Err(StartError::Invalid(vec![
-                crate::rejection::Rejection::bare(
-                    crate::rejection::Code::Io,
-                    settings.config_dir.display().to_string(),
-                    format!("cannot list the config directory: {e}"),
-                ),
-            ]));
+            return Err(StartError::Invalid(vec![Rejection::bare(
+                Code::Io,
+                pipeline::display_path(&settings.config_dir),
+                format!("cannot list the config directory: {e}"),
+            )]));
         }
-        let metrics = Arc::new(Metrics::new());
-        let reload =
-            Reloader::spawn(config, store.clone(), Self::observers(&settings, &metrics))
-                .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let reload = Reloader::spawn(config, store.clone(), observers)
+            .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
             return Err(StartError::Internal(
@@ -229,10 +223,32 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
-            metrics,
             control: None,
             shutdown_tx,
         })
+    }
+
+    /// What the systemd watchdog checks before each ping: the reloader takes
+    /// a request from its queue and finishes it (an implicit look, which
+    /// is silent when nothing changed) and the control socket answers
+    /// `GET /v1/status`.
+    fn watchdog_probes(&self) -> Vec<Probe> {
+        let reload = self.reload.clone();
+        let reloader = Probe::new("reloader", move || {
+            let reload = reload.clone();
+            async move {
+                reload
+                    .reload(Trigger::Poll)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let mut probes = vec![reloader];
+        if let Some(control) = &self.control {
+            probes.push(Probe::control_socket(control.socket_path().to_path_buf()));
+        }
+        probes
     }
 
     /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
@@ -258,12 +274,13 @@ impl Daemon {
     }
 
     /// Starts serving the control socket bound earlier (see [`run`]: it is
-    /// bound before the startup load so that a second daemon fails fast).
-    pub fn serve_control(&mut self, server: Server) -> std::io::Result<()> {
+    /// bound before the startup load so that a second daemon fails fast),
+    /// with `metrics` (the reload observer) behind `/metrics`.
+    pub fn serve_control(&mut self, server: Server, metrics: Arc<Metrics>) -> std::io::Result<()> {
         let running = server.start(control::Context {
             store: self.store.clone(),
             reloader: Arc::new(self.reload.clone()),
-            metrics: self.metrics.clone(),
+            metrics,
         })?;
         self.control = Some(running);
         Ok(())
@@ -274,7 +291,6 @@ impl Daemon {
     /// `shutdown`.
     pub async fn stop(self, reason: &str) {
         self.shutdown_tx.send_replace(true);
-        // WIRING (systemd, later): STOPPING=1 here.
         // Concurrently: an in-flight `POST /v1/reload` waits for the reload.
         let control = async {
             if let Some(c) = self.control {
@@ -333,17 +349,28 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let mut daemon = match Daemon::start(settings).await {
+    // Observers are fixed before the reloader starts; each is told about
+    // every reload that does something, in this order.
+    let metrics = Arc::new(Metrics::new());
+    // No-op without NOTIFY_SOCKET.
+    let systemd = Systemd::from_env();
+    let observers: Vec<Arc<dyn ReloadObserver>> = vec![
+        Arc::new(LogObserver),
+        metrics.clone(),
+        // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
+        // that whoever hears READY=1 finds the counters already moved.
+        systemd.clone(),
+    ];
+    let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
-            for r in &rejections {
-                for line in r.lines() {
-                    eprintln!("{line}");
-                }
+            let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
+            for line in &lines {
+                eprintln!("{line}");
             }
             eprintln!(
-                "hotconf run: not starting: {} invalid document(s)",
-                rejections.len()
+                "hotconf run: not starting: the configuration has {} error(s)",
+                lines.len()
             );
             return 1;
         }
@@ -353,7 +380,7 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    if let Err(e) = daemon.serve_control(server) {
+    if let Err(e) = daemon.serve_control(server, metrics) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;
         return 1;
@@ -361,9 +388,14 @@ async fn run_async(settings: Settings) -> i32 {
     // WIRING (watcher, branch `watcher`): start it here from
     // `daemon.settings`, `daemon.reload.clone()`, `daemon.unsettled.clone()`
     // and `daemon.shutdown.clone()`.
-    // WIRING (systemd, later): READY=1 here, the startup load is done.
+    // The startup load is done and every component is listening.
+    systemd.ready(&daemon.store.status(), &daemon.store.load());
+    systemd.spawn_watchdog(daemon.watchdog_probes());
 
     let reason = daemon.serve(&mut signals).await;
+    // Before draining: systemd must not expect a READY=1 for a reload
+    // that is still finishing, nor ping the watchdog any more.
+    systemd.stopping();
     daemon.stop(reason).await;
     0
 }

@@ -22,6 +22,7 @@
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
 //! - [`paths`]: where the socket is, for daemon and client alike;
 //!   [`rlimit`]: the open-file limit raised to fit the connections.
+//! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -85,6 +86,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod systemd;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::daemon::LogFormat;
+use crate::pipeline::display_path;
 use crate::rejection::Rejection;
 use crate::reload::ReloadObserver;
 use crate::snapshot::Snapshot;
@@ -76,7 +77,7 @@ pub fn document_accepted(name: &str, source: &Path, generation: u64, sha256: &st
     info!(
         event = "document_accepted",
         document = name,
-        file = %source.display(),
+        file = %display_path(source),
         generation,
         sha256,
         "{name}: accepted (generation {generation})"
@@ -143,7 +144,7 @@ pub fn document_removed(name: &str, source: &Path) {
     info!(
         event = "document_removed",
         document = name,
-        file = %source.display(),
+        file = %display_path(source),
         "{name}: removed (its file is gone)"
     );
 }

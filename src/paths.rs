@@ -125,16 +125,16 @@ pub fn current_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// The daemon's socket path: resolves it and, for the `/tmp` fallback,
-/// creates the private directory (see [`prepare_private_dir`]).
-pub fn daemon_socket(explicit: Option<&Path>) -> io::Result<PathBuf> {
-    let resolved = resolve_socket(explicit, Role::Daemon);
-    if resolved.origin == Origin::TmpFallback {
-        if let Some(dir) = resolved.path.parent() {
+/// Prepares the directory of a daemon's socket: for the `/tmp` fallback,
+/// creates the private 0700 directory (see [`prepare_private_dir`]); other
+/// locations are the operator's (or systemd's) to provide.
+pub fn prepare_socket_dir(socket: &SocketPath) -> io::Result<()> {
+    if socket.origin == Origin::TmpFallback {
+        if let Some(dir) = socket.path.parent() {
             prepare_private_dir(dir, current_uid())?;
         }
     }
-    Ok(resolved.path)
+    Ok(())
 }
 
 /// Makes sure `dir` is a real directory (not a symlink) owned by `uid` with

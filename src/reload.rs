@@ -316,6 +316,8 @@ impl Reloader {
             .name("hotconf-reloader".into())
             .spawn(move || {
                 while let Some(batch) = reloader.queue.next() {
+                    #[cfg(debug_assertions)]
+                    test_hooks::wedge_if_requested();
                     // A bug in one reload must not stop all future ones: the
                     // store is never half-written (publish is one swap), so
                     // serving on is safe. Its waiters see the reloader gone.
@@ -782,5 +784,27 @@ fn served_document(
         loaded_at: SystemTime::now(),
         source: path.to_path_buf(),
         schema_sha256: schema.sha256.clone(),
+    }
+}
+
+/// Fault injection for integration tests, compiled into debug builds only.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    /// Names a file; once it exists, the reloader hangs forever at the next
+    /// request it takes, as a deadlocked reloader would. Lets tests prove
+    /// that a wedged reloader stops the systemd watchdog pings.
+    const WEDGE_ENV: &str = "HOTCONF_TEST_WEDGE_RELOADER";
+
+    /// Hangs the calling (reloader) thread when [`WEDGE_ENV`] asks for it.
+    pub(super) fn wedge_if_requested() {
+        let Some(path) = std::env::var_os(WEDGE_ENV) else {
+            return;
+        };
+        if std::path::Path::new(&path).exists() {
+            tracing::warn!(event = "test_wedge", "{WEDGE_ENV}: wedging the reloader");
+            loop {
+                std::thread::park();
+            }
+        }
     }
 }

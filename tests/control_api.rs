@@ -106,6 +106,16 @@ impl Fixture {
         http(&self.socket, "GET", path, None).expect("request")
     }
 
+    /// Blocking queries parked in the server.
+    fn waiting(&self) -> usize {
+        self.running.as_ref().map_or(0, |r| r.waiting_queries())
+    }
+
+    /// Open connections on the socket.
+    fn connections(&self) -> usize {
+        self.running.as_ref().map_or(0, |r| r.open_connections())
+    }
+
     fn shutdown(&mut self) {
         if let Some(r) = self.running.take() {
             self.rt.block_on(r.shutdown());
@@ -349,17 +359,12 @@ fn blocking_query_answers_on_publish_times_out_and_index_ahead() {
         let r = http(&socket, "GET", "/v1/config?index=2&wait=60s", None).expect("request");
         (r, t.elapsed())
     });
-    // The query must be parked before we publish; a status change and
-    // a rejection must not wake it.
-    std::thread::sleep(Duration::from_millis(200));
+    // Once it is parked, a status change (a rejection) must not answer
+    // it: had it, the answer would carry generation 2.
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     let mut st = ok_status(&["app"]);
     st.documents.insert("db".into(), schema_error("db"));
     f.store.set_status(st);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !waiter.is_finished(),
-        "a status change woke a blocking query"
-    );
     f.store.publish(snapshot(
         3,
         vec![served("app", json!({"server": {"port": 1}}), 3)],
@@ -378,8 +383,9 @@ fn per_document_blocking_ignores_other_documents() {
     let waiter = std::thread::spawn(move || {
         http(&socket, "GET", "/v1/config/db?index=1&wait=60s", None).expect("request")
     });
-    std::thread::sleep(Duration::from_millis(200));
-    // app changes, db does not: the db query keeps waiting.
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
+    // app changes, db does not: the db query keeps waiting (had it
+    // answered, it would carry generation 1).
     f.store.publish(snapshot(
         3,
         vec![
@@ -387,11 +393,6 @@ fn per_document_blocking_ignores_other_documents() {
             served("db", json!({"url": "postgres://x"}), 1),
         ],
     ));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !waiter.is_finished(),
-        "answered for another document's change"
-    );
     f.store.publish(snapshot(
         4,
         vec![
@@ -404,17 +405,61 @@ fn per_document_blocking_ignores_other_documents() {
     assert_eq!(r.header("x-hotconf-generation"), Some("4"));
     assert_eq!(r.json(), json!({"url": "postgres://y"}));
 
+    // The index is the document's own generation: db is at 4, the
+    // snapshot at 4 too; now let app move the snapshot to 5 and ask about
+    // db with the *snapshot's* generation: not ahead, so it waits (and
+    // times out with db's value and db's generation).
+    f.store.publish(snapshot(
+        5,
+        vec![
+            served("app", json!({"server": {"port": 5}}), 5),
+            served("db", json!({"url": "postgres://y"}), 4),
+        ],
+    ));
+    let t = Instant::now();
+    let r = f.get("/v1/config/db?index=5&wait=300ms");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "answered at once"
+    );
+    assert_eq!(r.header("x-hotconf-generation"), Some("4"));
+    // Ahead of the snapshot (a restarted daemon): at once.
+    let t = Instant::now();
+    let r = f.get("/v1/config/db?index=50&wait=60s");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.header("x-hotconf-generation"), Some("4"));
+
     // Removal answers a query on the removed document with 404.
     let socket = f.socket.clone();
     let waiter = std::thread::spawn(move || {
         http(&socket, "GET", "/v1/config/db?index=4&wait=60s", None).expect("request")
     });
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     f.store.publish(snapshot(
-        5,
+        6,
         vec![served("app", json!({"server": {"port": 3}}), 3)],
     ));
-    assert_eq!(waiter.join().expect("join").status, 404);
+    let r = waiter.join().expect("join");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-hotconf-generation"), Some("0"), "not served");
+    // A client that saw db (index 4) learns of its removal at once; with
+    // index 0 it waits for db to appear.
+    assert_eq!(f.get("/v1/config/db?index=4&wait=60s").status, 404);
+    let socket = f.socket.clone();
+    let waiter = std::thread::spawn(move || {
+        http(&socket, "GET", "/v1/config/db?index=0&wait=60s", None).expect("request")
+    });
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
+    f.store.publish(snapshot(
+        7,
+        vec![
+            served("app", json!({"server": {"port": 3}}), 3),
+            served("db", json!({"url": "postgres://z"}), 7),
+        ],
+    ));
+    let r = waiter.join().expect("join");
+    assert_eq!((r.status, r.json()), (200, json!({"url": "postgres://z"})));
+    assert_eq!(r.header("x-hotconf-generation"), Some("7"));
 }
 
 #[test]
@@ -423,7 +468,6 @@ fn a_thousand_blocking_queries_are_answered_by_one_publish() {
     two_generations(&f);
     const N: usize = 1000;
     let conn = hotconf::client::transport::Connection::new(f.socket.clone());
-    let before = open_fds();
     let tasks: Vec<_> = (0..N)
         .map(|_| {
             let conn = conn.clone();
@@ -436,10 +480,8 @@ fn a_thousand_blocking_queries_are_answered_by_one_publish() {
             })
         })
         .collect();
-    // Wait until every connection is open at both ends (a query that
-    // arrives after the publish would be answered at once anyway).
-    let parked = common::wait_until(DEADLINE, || open_fds() >= before + 2 * N);
-    assert!(parked, "only {} new fds", open_fds().saturating_sub(before));
+    let parked = common::wait_until(DEADLINE, || f.waiting() >= N);
+    assert!(parked, "only {} parked", f.waiting());
     let t = Instant::now();
     f.store
         .publish(snapshot(3, vec![served("app", json!({}), 3)]));
@@ -458,14 +500,6 @@ fn a_thousand_blocking_queries_are_answered_by_one_publish() {
         .map(|v| v["generation"] == json!(3))
         .unwrap_or(false)));
     assert!(took < Duration::from_secs(15), "took {took:?}");
-}
-
-/// Open file descriptors of this process (client and server ends of every
-/// in-process connection are both here).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -682,12 +716,11 @@ fn shutdown_answers_blocking_queries_and_removes_the_socket() {
     let mode = std::fs::metadata(&f.socket)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o660));
-    let before = open_fds();
     let socket = f.socket.clone();
     let waiter = std::thread::spawn(move || {
         http(&socket, "GET", "/v1/config?index=2&wait=600s", None).expect("request")
     });
-    assert!(common::wait_until(DEADLINE, || open_fds() >= before + 2));
+    assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     let t = Instant::now();
     f.shutdown();
     assert!(
@@ -698,4 +731,50 @@ fn shutdown_answers_blocking_queries_and_removes_the_socket() {
     let r = waiter.join().expect("join");
     assert_eq!(r.status, 200);
     assert!(!f.socket.exists(), "socket removed");
+}
+
+#[test]
+fn a_client_leaving_a_blocking_query_leaks_nothing() {
+    let f = Fixture::new();
+    two_generations(&f);
+    for _ in 0..20 {
+        let mut s = std::os::unix::net::UnixStream::connect(&f.socket).expect("connect");
+        std::io::Write::write_all(
+            &mut s,
+            b"GET /v1/config?index=2&wait=600s HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .expect("write");
+        assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
+        drop(s);
+        assert!(
+            common::wait_until(DEADLINE, || f.waiting() == 0 && f.connections() == 0),
+            "waiting {} connections {}",
+            f.waiting(),
+            f.connections()
+        );
+    }
+}
+
+#[test]
+fn an_oversized_request_head_is_refused_without_harm() {
+    use std::io::{Read, Write};
+    let f = Fixture::new();
+    two_generations(&f);
+    let mut s = std::os::unix::net::UnixStream::connect(&f.socket).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let big = "a".repeat(1 << 20);
+    // The server may close before we finish writing: that is a refusal too.
+    let _ = write!(
+        s,
+        "GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer:.200}"
+    );
+    assert_eq!(f.get("/v1/status").status, 200);
+    assert!(common::wait_until(DEADLINE, || f.connections() == 0));
 }

@@ -356,3 +356,60 @@ fn a_storm_of_200_sighups_coalesces_and_the_daemon_stays_correct() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(DEADLINE).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn sigterm_lets_the_in_flight_reload_finish() {
+    let env = Env::new();
+    for i in 0..60 {
+        let name = format!("d{i:02}");
+        env.write_schema(&name, &port_schema());
+        env.write_doc(&name, "port = 1\n");
+    }
+    let mut d = start(&env, &["--poll-interval", "0"]);
+    for i in 0..60 {
+        env.write_doc(&format!("d{i:02}"), "port = 2\n");
+    }
+    d.signal(libc::SIGHUP);
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(DEADLINE).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    // Whether or not the SIGHUP's reload got to start, none is cut short:
+    // every start has its finish, and both come before `shutdown`.
+    let events: Vec<String> = d
+        .json_logs()
+        .iter()
+        .filter_map(|v| common::log_event(v).map(str::to_string))
+        .collect();
+    let started = events.iter().filter(|e| *e == "reload_started").count();
+    let finished = events.iter().filter(|e| *e == "reload_finished").count();
+    assert_eq!(started, finished, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("shutdown"));
+}
+
+#[test]
+fn text_logs_have_no_colours_off_a_terminal_and_a_bad_level_is_a_usage_error() {
+    let env = Env::new();
+    two_docs(&env);
+    let args = vec![
+        "run".to_string(),
+        "--config-dir".into(),
+        env.configs.display().to_string(),
+        "--schema-dir".into(),
+        env.schemas.display().to_string(),
+        "--poll-interval".into(),
+        "0".into(),
+    ];
+    let mut d = Daemon::spawn(&args, &[("HOTCONF_LOG_FORMAT", "text")]);
+    assert!(common::wait_until(DEADLINE, || d
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("event=\"reload_finished\""))));
+    assert!(d.stderr_lines().iter().all(|l| !l.contains('\u{1b}')));
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(DEADLINE).and_then(|s| s.code()), Some(0));
+
+    let mut bad = args.clone();
+    bad.extend(["--log-level".to_string(), "info,[".to_string()]);
+    let mut d = Daemon::spawn(&bad, &[]);
+    assert_eq!(d.wait_exit(DEADLINE).and_then(|s| s.code()), Some(2));
+}

@@ -29,6 +29,15 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket exists but we may not connect (permissions).
+    #[error("cannot connect to {path}: {source} (is your user in the socket's group?)")]
+    Forbidden {
+        /// The socket tried.
+        path: PathBuf,
+        /// Why connecting failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The socket is served by a user we do not trust.
     #[error("refusing {path}: it is served by uid {uid}, neither root nor us (uid {own})")]
     Untrusted {
@@ -123,13 +132,14 @@ impl Connection {
     }
 
     async fn exchange(&self, method: Method, uri: &str) -> Result<Answer, ClientError> {
-        let stream =
-            UnixStream::connect(&self.path)
-                .await
-                .map_err(|source| ClientError::NotRunning {
-                    path: self.path.clone(),
-                    source,
-                })?;
+        let stream = UnixStream::connect(&self.path).await.map_err(|source| {
+            let path = self.path.clone();
+            if source.kind() == std::io::ErrorKind::PermissionDenied {
+                ClientError::Forbidden { path, source }
+            } else {
+                ClientError::NotRunning { path, source }
+            }
+        })?;
         let own = crate::paths::current_uid();
         let cred = stream.peer_cred().map_err(|e| {
             ClientError::Protocol(format!("cannot read the server's credentials: {e}"))

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,26 @@ pub(crate) struct Api {
     pub daemon_uid: u32,
     /// Turns true at shutdown: blocking queries answer at once.
     pub shutdown: watch::Receiver<bool>,
+    /// Blocking queries waiting right now (see [`super::Running::waiting_queries`]).
+    pub waiting: Arc<AtomicUsize>,
+}
+
+/// Counts one parked blocking query for as long as it lives, however it
+/// ends (answer, timeout, or the client going away and the future being
+/// dropped).
+struct Parked(Arc<AtomicUsize>);
+
+impl Parked {
+    fn new(counter: &Arc<AtomicUsize>) -> Parked {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Parked(counter.clone())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Shared = State<Arc<Api>>;
@@ -176,11 +197,31 @@ fn parse_wait(s: &str) -> Option<Duration> {
     humantime::parse_duration(s).ok()
 }
 
-/// Waits, if `q` asks to, until `watched(snapshot)` differs from the index,
-/// `wait` runs out or the server shuts down; returns the snapshot to answer
-/// with. A different value — including one *behind* the index, as after a
-/// daemon restart — answers at once.
-async fn wait_for(api: &Api, q: Blocking, watched: impl Fn(&Snapshot) -> u64) -> Arc<Snapshot> {
+/// Whether a blocking query on the whole snapshot can answer: its
+/// generation moved past `index`, or `index` is ahead of it (the daemon
+/// restarted and counts from 1 again).
+fn snapshot_ready(s: &Snapshot, index: u64) -> bool {
+    s.generation != index
+}
+
+/// Whether a blocking query on document `name` can answer: the document's
+/// own generation moved past `index`; or it is not served although the
+/// client has seen it (`index > 0`: removed since); or `index` is ahead of
+/// the snapshot (restart). A query with `index=0` on a document that is not
+/// served waits for it to appear.
+fn document_ready(s: &Snapshot, name: &str, index: u64) -> bool {
+    if index > s.generation {
+        return true;
+    }
+    match s.get(name) {
+        Some(doc) => doc.generation > index,
+        None => index > 0,
+    }
+}
+
+/// Waits, if `q` asks to, until `ready(snapshot, index)`, `wait` runs out
+/// or the server shuts down; returns the snapshot to answer with.
+async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool) -> Arc<Snapshot> {
     let Some(index) = q.index else {
         return api.store.load_full();
     };
@@ -188,13 +229,19 @@ async fn wait_for(api: &Api, q: Blocking, watched: impl Fn(&Snapshot) -> u64) ->
     let deadline = Instant::now() + q.wait;
     let mut generations = api.store.subscribe();
     let mut shutdown = api.shutdown.clone();
+    let mut parked: Option<Parked> = None;
     loop {
         // Mark the current generation seen *before* loading: a publish after
         // this point wakes us, one before it is in what we load.
         generations.borrow_and_update();
         let snapshot = api.store.load_full();
-        if watched(&snapshot) != index || *shutdown.borrow() {
+        if ready(&snapshot, index) || *shutdown.borrow() {
             return snapshot;
+        }
+        if parked.is_none() {
+            parked = Some(Parked::new(&api.waiting));
+            let wait_ms = u64::try_from(q.wait.as_millis()).unwrap_or(u64::MAX);
+            tracing::debug!(index, wait_ms, "blocking query waiting");
         }
         tokio::select! {
             changed = generations.changed() => {
@@ -227,7 +274,7 @@ async fn status(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let snapshot = wait_for(&api, q, snapshot_ready).await;
     let trusted = peer.is_trusted(api.daemon_uid);
     let body = views::status(
         api.store.instance(),
@@ -249,7 +296,7 @@ async fn config_all(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    let snapshot = wait_for(&api, q, |s| s.generation).await;
+    let snapshot = wait_for(&api, q, snapshot_ready).await;
     let body = views::config(
         api.store.instance(),
         &snapshot,
@@ -274,24 +321,28 @@ async fn config_one(
         Some(i) => path.split_at(i),
         None => (path.as_str(), ""),
     };
-    // A document that is not served has generation 0: a blocking query on
-    // it waits for it to appear, and one on a served document answers when
-    // it is removed.
-    let snapshot = wait_for(&api, q, |s| s.get(name).map(|d| d.generation).unwrap_or(0)).await;
-    let not_found = |m: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", m);
+    let snapshot = wait_for(&api, q, |s, index| document_ready(s, name, index)).await;
+    let instance = api.store.instance();
+    // 404s carry the generation too (0: not served), so a client can block
+    // on a document's (re)appearance with the index it got.
+    let not_found = |m: String, generation: u64| {
+        let e = ApiError::new(StatusCode::NOT_FOUND, "not_found", m);
+        with_headers(e.into_response(), generation, instance)
+    };
     let Some(doc) = snapshot.get(name) else {
-        return Err(not_found(format!("no document {name:?} is served")));
+        return Ok(not_found(format!("no document {name:?} is served"), 0));
     };
     let value = views::visible_value(doc, peer.is_trusted(api.daemon_uid));
     let Some(part) = value.pointer(pointer) else {
-        return Err(not_found(format!(
-            "document {name:?} has no value at {pointer:?}"
-        )));
+        return Ok(not_found(
+            format!("document {name:?} has no value at {pointer:?}"),
+            doc.generation,
+        ));
     };
     Ok(with_headers(
         Json(part).into_response(),
         doc.generation,
-        api.store.instance(),
+        instance,
     ))
 }
 

@@ -27,10 +27,13 @@ use tower::ServiceExt;
 pub struct Limits {
     /// Concurrent connections; one more is closed as soon as it is accepted.
     pub max_connections: usize,
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete request head; it also bounds
+    /// how long an idle keep-alive connection may wait for its next
+    /// request (hyper starts the timer when it starts waiting for a head).
     pub header_read_timeout: Duration,
-    /// Largest request head (and read buffer), in bytes (hyper's minimum
-    /// is 8 KiB).
+    /// Largest request head (start line and headers), in bytes; larger
+    /// gets 431 and the connection is closed. Also the read buffer size
+    /// (at least 8 KiB, hyper's minimum).
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
@@ -108,13 +111,15 @@ impl Accept for TcpListener {
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
+/// `permits` (sized `limits.max_connections`) bounds the connections; one
+/// is held by every open connection.
 pub(crate) async fn serve<A: Accept>(
     mut listener: A,
     router: Router,
     limits: Limits,
+    permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -172,6 +177,7 @@ async fn serve_connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

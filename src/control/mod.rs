@@ -24,9 +24,10 @@ pub mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use api::{
@@ -55,16 +56,13 @@ impl ServerOptions {
     /// §4, creating the private `/tmp` fallback directory if it comes to
     /// that).
     pub fn from_settings(settings: &crate::daemon::Settings) -> Result<Self, BindError> {
-        let path = crate::paths::daemon_socket(settings.socket.as_deref()).map_err(|source| {
-            BindError::Io {
-                path: crate::paths::resolve_socket(
-                    settings.socket.as_deref(),
-                    crate::paths::Role::Daemon,
-                )
-                .path,
-                source,
-            }
+        let resolved =
+            crate::paths::resolve_socket(settings.socket.as_deref(), crate::paths::Role::Daemon);
+        crate::paths::prepare_socket_dir(&resolved).map_err(|source| BindError::Io {
+            path: resolved.path.clone(),
+            source,
         })?;
+        let path = resolved.path;
         Ok(ServerOptions {
             socket: SocketOptions {
                 path,
@@ -144,19 +142,24 @@ impl Server {
         let socket_path = self.file.path().to_path_buf();
         let metrics_addr = self.metrics_addr();
         let (stop, stopped) = watch::channel(false);
+        let waiting = Arc::new(AtomicUsize::new(0));
         let api = Arc::new(api::Api {
             store: ctx.store,
             reloader: ctx.reloader,
             metrics: ctx.metrics,
             daemon_uid: crate::paths::current_uid(),
             shutdown: stopped.clone(),
+            waiting: waiting.clone(),
         });
+        let limit = self.limits.max_connections;
+        let permits = Arc::new(Semaphore::new(limit));
         self.listener.set_nonblocking(true)?;
         let unix = tokio::net::UnixListener::from_std(self.listener)?;
         let mut tasks = vec![tokio::spawn(conn::serve(
             unix,
             api::router(api.clone()),
             self.limits,
+            permits.clone(),
             stopped.clone(),
         ))];
         if let Some(tcp) = self.metrics {
@@ -166,6 +169,7 @@ impl Server {
                 tcp,
                 api::metrics_router(api),
                 self.limits,
+                Arc::new(Semaphore::new(limit)),
                 stopped,
             )));
         }
@@ -177,6 +181,9 @@ impl Server {
         Ok(Running {
             stop,
             tasks,
+            permits,
+            limit,
+            waiting,
             file: self.file,
             socket_path,
             metrics_addr,
@@ -193,6 +200,12 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// The accept loops (unix socket, metrics).
     tasks: Vec<JoinHandle<()>>,
+    /// The unix socket's connection permits (one per open connection).
+    permits: Arc<Semaphore>,
+    /// How many permits there are.
+    limit: usize,
+    /// Blocking queries parked right now.
+    waiting: Arc<AtomicUsize>,
     /// The socket file, removed at shutdown.
     file: SocketFile,
     /// Where the socket is.
@@ -210,6 +223,16 @@ impl Running {
     /// The TCP address of `/metrics`, if served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Connections open on the unix socket right now.
+    pub fn open_connections(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
+    /// Blocking queries waiting for a new generation right now.
+    pub fn waiting_queries(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Removes the socket (new clients see "not running" at once), stops
