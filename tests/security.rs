@@ -366,7 +366,7 @@ fn unprivileged_peer_may_not_reload_and_sees_only_redacted_values() {
     assert_eq!(denied.json()["code"], "forbidden", "{denied:?}");
     assert!(denied.json()["message"].is_string());
     let logged = wait_until(DEADLINE, || {
-        d.json_logs().iter().any(|l| {
+        d.events("reload_forbidden").iter().any(|l| {
             log_field(l, "peer_uid") == Some(&json!(NOBODY))
                 && log_field(l, "peer_pid") == Some(&json!(denied.pid))
         })

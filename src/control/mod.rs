@@ -70,7 +70,10 @@ impl ServerOptions {
                 group: settings.socket_group.clone(),
             },
             metrics_listen: settings.metrics_listen,
-            limits: Limits::default(),
+            limits: Limits {
+                max_connections: settings.max_connections,
+                ..Limits::default()
+            },
         })
     }
 }
@@ -143,23 +146,25 @@ impl Server {
         let metrics_addr = self.metrics_addr();
         let (stop, stopped) = watch::channel(false);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let daemon_uid = crate::paths::current_uid();
         let api = Arc::new(api::Api {
             store: ctx.store,
             reloader: ctx.reloader,
             metrics: ctx.metrics,
-            daemon_uid: crate::paths::current_uid(),
+            daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),
         });
         let limit = self.limits.max_connections;
-        let permits = Arc::new(Semaphore::new(limit));
+        let slots = conn::Slots::new(&self.limits, daemon_uid);
+        let permits = slots.all.clone();
         self.listener.set_nonblocking(true)?;
         let unix = tokio::net::UnixListener::from_std(self.listener)?;
         let mut tasks = vec![tokio::spawn(conn::serve(
             unix,
             api::router(api.clone()),
             self.limits,
-            permits.clone(),
+            slots,
             stopped.clone(),
         ))];
         if let Some(tcp) = self.metrics {
@@ -169,7 +174,7 @@ impl Server {
                 tcp,
                 api::metrics_router(api),
                 self.limits,
-                Arc::new(Semaphore::new(limit)),
+                conn::Slots::new(&self.limits, daemon_uid),
                 stopped,
             )));
         }
