@@ -689,7 +689,11 @@ fn clients_that_hang_up_during_blocking_queries_leak_nothing() {
     let threads_after = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
         .map(|d| d.count())
         .unwrap_or(0);
-    assert!(threads_after <= threads_before + 2, "threads grew");
+    // Threads are a pool, not per connection: a few may be added, no more.
+    assert!(
+        threads_after <= threads_before + 8,
+        "threads grew from {threads_before} to {threads_after}"
+    );
     // Still fully working: a blocking query is answered by a publish.
     let g = generation(&env);
     let mut waiter = blocking_query(&env.socket(), &format!("/v1/config?index={g}&wait=60s"));
@@ -753,11 +757,18 @@ fn reload_publishes_while_two_thousand_idle_connections_are_open() {
     // Started with the common default soft limit of 1024: the daemon must
     // raise it itself to hold 2,000 connections.
     let d = start_with_nofile(&env, &[], 1024, own);
-    assert!(nofile_of(d.pid()) >= 4096, "limit not raised");
+    // 4096 connections (the default) + 256 descriptors kept for files,
+    // within the hard limit.
+    let wanted = (4096 + 256).min(own);
+    assert_eq!(nofile_of(d.pid()), wanted, "limit not raised");
     let limits = d.events("limits");
     let limits = limits.first().expect("limits logged");
     assert_eq!(log_field(limits, "nofile_before"), Some(&json!(1024)));
-    assert_eq!(log_field(limits, "max_connections"), Some(&json!(4096)));
+    assert_eq!(log_field(limits, "nofile"), Some(&json!(wanted)));
+    assert_eq!(
+        log_field(limits, "max_connections"),
+        Some(&json!(4096.min(wanted - 256)))
+    );
     let base = settled_fds(d.pid());
     let idle: Vec<UnixStream> = (0..2000)
         .map(|_| UnixStream::connect(env.socket()).expect("connect"))

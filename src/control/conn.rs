@@ -65,9 +65,10 @@ pub struct Limits {
 
 impl Limits {
     /// Connection slots that peers other than root and the daemon's uid
-    /// may hold: all but an eighth (at least one is kept back), so the
-    /// operator's `hotconf status`/`reload` gets through even when other
-    /// users hold every slot they can.
+    /// may hold: all but an eighth (at least one is kept back, unless the
+    /// limit is a single connection), so the operator's `hotconf
+    /// status`/`reload` gets through even when other users hold every slot
+    /// they can.
     pub fn untrusted_connections(&self) -> usize {
         let reserved = (self.max_connections / 8).max(1);
         self.max_connections.saturating_sub(reserved).max(1)
@@ -434,5 +435,93 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for SendTimeout<I> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.io).poll_shutdown(cx);
         this.progress(cx, res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn an_eighth_of_the_slots_is_kept_for_trusted_peers() {
+        let limits = |n| Limits {
+            max_connections: n,
+            ..Limits::default()
+        };
+        assert_eq!(limits(4096).untrusted_connections(), 3584);
+        assert_eq!(limits(8).untrusted_connections(), 7);
+        assert_eq!(limits(2).untrusted_connections(), 1);
+        assert_eq!(limits(1).untrusted_connections(), 1);
+    }
+
+    #[test]
+    fn slots_refuse_untrusted_peers_first() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let slots = Slots::new(&limits, 1000);
+        let other = Peer {
+            uid: Some(65534),
+            gid: None,
+            pid: None,
+        };
+        let own = Peer {
+            uid: Some(1000),
+            ..other
+        };
+        let first = slots.take(&other).expect("first untrusted");
+        assert!(slots.take(&other).is_none(), "the last slot is kept");
+        assert!(slots.take(&Peer::UNKNOWN).is_none());
+        let second = slots.take(&own).expect("trusted gets the kept slot");
+        assert!(slots.take(&own).is_none(), "full");
+        drop((first, second));
+        assert!(slots.take(&other).is_some());
+    }
+
+    #[test]
+    fn body_length_cap() {
+        let req = |len: &str| {
+            Request::builder()
+                .header(header::CONTENT_LENGTH, len)
+                .body(())
+                .expect("request")
+        };
+        assert!(!declares_too_much(&req("65536"), 65536));
+        assert!(declares_too_much(&req("65537"), 65536));
+        // Unparsable lengths are hyper's to refuse (400) before we see them.
+        assert!(!declares_too_much(&req("99999999999999999999"), 65536));
+        assert!(!declares_too_much(&Request::new(()), 65536));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_times_out() {
+        // The peer stays connected but never reads.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut io = SendTimeout::new(ours, Duration::from_millis(100));
+        let err = io
+            .write_all(&[0u8; 1024])
+            .await
+            .expect_err("the peer never reads");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // A peer that keeps reading keeps the connection, however long the
+        // whole answer takes (here about 640 ms against a 500 ms timeout).
+        let (ours, mut theirs) = tokio::io::duplex(32);
+        let mut io = SendTimeout::new(ours, Duration::from_millis(500));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 32];
+            while got.len() < 1024 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match theirs.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got.len()
+        });
+        io.write_all(&[1u8; 1024]).await.expect("slow but steady");
+        assert_eq!(reader.await.expect("reader"), 1024);
     }
 }
