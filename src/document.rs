@@ -204,6 +204,15 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Parsed, Rejection> {
     // A byte-order mark is not content: drop it so that columns on line 1
     // count from the first real character.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // `toml` skips a leading mark too: a second one must not pass for the
+    // first (toml-test `invalid/encoding/bom-not-at-start-02`, `-03`).
+    if text.starts_with('\u{feff}') {
+        return Err(Rejection::new(
+            Code::Parse,
+            label,
+            Problem::at("", 1, 1, "byte-order mark not at the start of the file"),
+        ));
+    }
     if let Some(at) = text.find('\0') {
         let (line, column) = line_col(text, at);
         return Err(Rejection::new(

@@ -15,6 +15,7 @@
 //! ```
 //!
 //! - [`document`], [`schema`], [`pipeline`]: pure bytes → verdict.
+//! - [`limits`]: the map of hard limits; linear-time schema regexes.
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
 //! - [`logging`]: the log subscriber and the stable log events.
@@ -75,6 +76,7 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod document;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod paths;

@@ -183,6 +183,11 @@ impl Schema {
                         "additional"
                     };
                     for key in unexpected {
+                        // One error may name every key of a huge table.
+                        if found.len() >= MAX_PROBLEMS {
+                            omitted = omitted.saturating_add(1);
+                            continue;
+                        }
                         let p = format!("{pointer}/{}", escape_pointer(key));
                         let message = format!("{which} property {} is not allowed", quote(key));
                         let at = offset(&p, Target::Key);
@@ -925,6 +930,7 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
+        .with_pattern_options(crate::limits::pattern_options())
         // Formats are assertions here, so a format we cannot check (often a
         // typo: "datetime") is a schema error, not a silent pass.
         .should_ignore_unknown_formats(false)
