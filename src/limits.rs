@@ -10,6 +10,10 @@
 //! | schema regexes ([`pattern_options`]) | linear-time engine | lookaround/backreference: `E_SCHEMA_INVALID` |
 //! | violations listed ([`crate::schema::MAX_PROBLEMS`]) | 100 | the rest counted in one last problem |
 //!
+//! The control socket's limits (connections, header and body size,
+//! timeouts) are [`crate::control::Limits`]; the open-file limit they need
+//! is raised by [`crate::rlimit`].
+//!
 //! This module does no I/O and holds no state.
 
 /// The regex engine for every schema regex (`pattern`,
