@@ -933,3 +933,33 @@ fn a_client_that_stops_reading_its_answer_is_cut_off() {
     assert!(closed);
     assert!(got.len() < (2 << 20), "the whole answer was sent");
 }
+
+#[test]
+fn a_client_that_pipelines_behind_a_blocking_query_and_hangs_up_leaks_nothing() {
+    let env = plain_env();
+    let d = start(&env, &[]);
+    let base = settled_fds(d.pid());
+    let g = generation(&env);
+    // A second request already sent behind the blocking query: the HTTP
+    // layer does not look at the connection again until the first answer
+    // is written, so the hang-up must be noticed beside it.
+    let clients: Vec<UnixStream> = (0..20)
+        .map(|_| {
+            let mut s = UnixStream::connect(env.socket()).expect("connect");
+            write!(
+                s,
+                "GET /v1/config?index={g}&wait=5m HTTP/1.1\r\nHost: localhost\r\n\r\n\
+                 GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            )
+            .expect("write");
+            s
+        })
+        .collect();
+    assert!(wait_until(DEADLINE, || fds_of(d.pid()) >= base + 20));
+    drop(clients);
+    assert!(
+        wait_until(DEADLINE, || fds_of(d.pid()) <= base),
+        "{} descriptors after the hang-ups, {base} before",
+        fds_of(d.pid())
+    );
+}

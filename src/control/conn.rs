@@ -12,6 +12,9 @@
 //! - a body cap (413; no endpoint reads a body anyway);
 //! - a send timeout ([`SendTimeout`]): a client that stops reading its
 //!   answer is cut off;
+//! - a hang-up check ([`hung_up`]): a client that leaves while its request
+//!   is in flight frees its slot even when hyper is not looking (a request
+//!   pipelined behind a blocking query);
 //! - the peer's credentials, read once per connection and attached to every
 //!   request as a [`Peer`] extension.
 //!
@@ -20,6 +23,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -119,7 +123,7 @@ impl Peer {
 /// A listener our accept loop can drive.
 pub(crate) trait Accept: Send + 'static {
     /// The connection type.
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Io: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static;
     /// Accepts one connection and says who it is.
     fn accept_peer(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
 }
@@ -279,8 +283,9 @@ async fn serve_connection<I>(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
+    let fd = io.as_raw_fd();
     let max_body = limits.max_body_bytes;
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
@@ -312,9 +317,51 @@ async fn serve_connection<I>(
                 tracing::debug!(error = %e, "control socket: connection ended with an error");
             }
         }
+        // `conn` owns the descriptor and lives until this select ends, so
+        // `fd` stays this connection's for as long as it is checked.
+        () = hung_up(fd) => {
+            tracing::debug!(
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                "control socket: the client hung up; request abandoned"
+            );
+        }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+    }
+}
+
+/// How often a connection checks whether its client has hung up.
+const HANGUP_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns once the peer of `fd` has closed the connection (or shut down
+/// its sending side, which hyper treats as an aborted request too).
+///
+/// hyper notices a hang-up only when it reads the connection, and while a
+/// request is in flight it reads only if no further request is already
+/// buffered: a client that pipelines a request behind a blocking query and
+/// leaves would otherwise keep its slot until the query's `wait` ends. A
+/// zero-timeout `poll(2)` every [`HANGUP_CHECK`] asks the kernel instead;
+/// it never consumes data.
+async fn hung_up(fd: RawFd) {
+    // Not at once: a quick request is answered before the first check.
+    let mut tick = tokio::time::interval_at(Instant::now() + HANGUP_CHECK, HANGUP_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid, owned pollfd, count 1, zero timeout (never
+        // blocks); `fd` is open for as long as this future runs (see the
+        // caller). poll(2) only reports readiness, it reads nothing.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
         }
     }
 }
