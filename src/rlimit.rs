@@ -16,9 +16,10 @@
 
 use std::io;
 
-/// Descriptors kept free for everything that is not a client connection:
-/// config and schema files being read, inotify, the state directory,
-/// stdio, the runtime's own descriptors.
+/// Descriptors kept free for everything that is not a control-socket
+/// connection: config and schema files being read, inotify, the state
+/// directory, stdio, the runtime's own descriptors, and the `/metrics` TCP
+/// port's few connections (`control::METRICS_MAX_CONNECTIONS`, 64).
 pub const RESERVED_FDS: u64 = 256;
 
 /// The open-file limit before and after [`raise_nofile`].

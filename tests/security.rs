@@ -963,3 +963,32 @@ fn a_client_that_pipelines_behind_a_blocking_query_and_hangs_up_leaks_nothing() 
         fds_of(d.pid())
     );
 }
+
+#[test]
+fn a_flood_of_the_metrics_port_takes_few_descriptors() {
+    let env = plain_env();
+    let d = start(&env, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics_addr = || {
+        d.json_logs().iter().find_map(|l| {
+            log_field(l, "metrics_addr")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+    };
+    assert!(wait_until(DEADLINE, || metrics_addr().is_some()));
+    let addr = metrics_addr().expect("metrics address logged");
+    let base = settled_fds(d.pid());
+    let flood: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(flood.len() >= 100, "only {} connected", flood.len());
+    // Every connection was accepted (held or closed) once the backlog is
+    // empty; the daemon holds at most the metrics port's 64.
+    assert!(wait_until(DEADLINE, || fds_of(d.pid()) >= base + 50));
+    let held = settled_fds(d.pid()).saturating_sub(base);
+    assert!(held <= 64, "the metrics port holds {held} connections");
+    // The socket is not affected.
+    assert_eq!(status(&env)["generation"], json!(1));
+    drop(flood);
+    assert!(wait_until(DEADLINE, || fds_of(d.pid()) <= base));
+}

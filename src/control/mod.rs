@@ -39,6 +39,12 @@ pub use socket::{BindError, SocketFile, SocketOptions};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Concurrent connections on `--metrics-listen`. A scraper needs one or
+/// two; the cap keeps a flood of a TCP port — reachable from further away
+/// than the socket — from using descriptors the reloader needs (they come
+/// out of [`crate::rlimit::RESERVED_FDS`]).
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// Everything needed to bind the control socket and the metrics port.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -170,11 +176,15 @@ impl Server {
         if let Some(tcp) = self.metrics {
             tcp.set_nonblocking(true)?;
             let tcp = tokio::net::TcpListener::from_std(tcp)?;
+            let limits = Limits {
+                max_connections: METRICS_MAX_CONNECTIONS.min(self.limits.max_connections),
+                ..self.limits
+            };
             tasks.push(tokio::spawn(conn::serve(
                 tcp,
                 api::metrics_router(api),
-                self.limits,
-                conn::Slots::new(&self.limits, daemon_uid),
+                limits,
+                conn::Slots::new(&limits, daemon_uid),
                 stopped,
             )));
         }
