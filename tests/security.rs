@@ -1,8 +1,10 @@
 //! The control socket under attack (SPEC §5 "Security"): the real `hotconf
 //! run`, its real unix socket, and the peers a real host has — an
 //! unprivileged user (`curl` and the `hotconf` client run as uid 65534),
-//! clients that stall, flood, send huge requests or hang up in the middle
-//! of a blocking query.
+//! clients that stall, flood, send huge requests, stop reading or hang up
+//! in the middle of a blocking query, and a service manager's low
+//! open-file limit. Every limit tested here is listed in the README's
+//! "Security" section.
 //!
 //! Who may do what: root and the daemon's uid may reload and see secrets;
 //! everybody else gets 403 and `"<redacted>"`. A secret's value is grepped
