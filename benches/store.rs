@@ -2,14 +2,25 @@
 //! against the obvious baseline, an `RwLock<Arc<Snapshot>>` read, measured
 //! in the same run — uncontended, and with a second thread hammering the
 //! same structure (the realistic case for a shared config map), and with a
-//! writer publishing new snapshots back to back.
+//! writer publishing new snapshots back to back. Then the typed read
+//! (`Store::typed`, the `T` built once per version) against deserializing
+//! the served JSON on every read, which is what it saves.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hotconf::{Snapshot, Store};
+use hotconf::{ServedDocument, Snapshot, Store};
+use serde::Deserialize;
+
+/// A small typed configuration, as a service would register it.
+#[derive(Deserialize)]
+struct App {
+    service: String,
+    port: u16,
+    workers: u16,
+}
 
 fn read_store(store: &Store) -> u64 {
     store.load().generation
@@ -111,5 +122,53 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A store serving `app` with its typed value, as the reloader builds it.
+fn typed_store() -> Store {
+    let value = serde_json::json!({"service": "orders", "port": 8080, "workers": 8});
+    let typed: App = match serde_json::from_value(value.clone()) {
+        Ok(t) => t,
+        Err(e) => panic!("bench fixture: {e}"),
+    };
+    let value = Arc::new(value);
+    let mut snapshot = Snapshot::empty();
+    snapshot.generation = 1;
+    snapshot.documents.insert(
+        "app".into(),
+        Arc::new(ServedDocument {
+            value: value.clone(),
+            redacted: value,
+            has_secrets: false,
+            sha256: String::new(),
+            redacted_sha256: String::new(),
+            generation: 1,
+            loaded_at: std::time::SystemTime::now(),
+            source: "configs/app.toml".into(),
+            schema_sha256: String::new(),
+            typed: Some(Arc::new(typed)),
+        }),
+    );
+    Store::with_snapshot("bench".into(), snapshot)
+}
+
+fn bench_typed(c: &mut Criterion) {
+    let store = typed_store();
+    let mut group = c.benchmark_group("typed read of one document");
+    group.bench_function("hotconf Store::typed (built once per version)", |b| {
+        b.iter(|| store.typed::<App>(black_box("app")).map(|a| a.port))
+    });
+    group.bench_function("baseline: deserialize the served JSON per read", |b| {
+        b.iter(|| {
+            let snapshot = store.load();
+            let doc = snapshot.get(black_box("app"))?;
+            App::deserialize(&*doc.value).ok().map(|a| a.port)
+        })
+    });
+    group.finish();
+    // Keep every field read, as a service would.
+    if let Some(a) = store.typed::<App>("app") {
+        black_box((&a.service, a.workers));
+    }
+}
+
+criterion_group!(benches, bench, bench_typed);
 criterion_main!(benches);

@@ -175,6 +175,8 @@ impl Daemon {
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
+            // The binary serves JSON only: no Rust types to check.
+            types: crate::typed::TypeRegistry::default(),
             limits: config_limits(&settings),
             all_or_nothing: settings.all_or_nothing,
             debounce: settings.debounce,

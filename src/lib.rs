@@ -18,6 +18,7 @@
 //! - [`limits`]: the map of hard limits; linear-time schema regexes.
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
+//! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
@@ -35,13 +36,34 @@
 //! future runs on any executor, [`ReloadHandle::reload_blocking`] serves
 //! synchronous code.
 //!
+//! A service that wants its configuration as a Rust type registers the type
+//! for the document *before* the reloader starts. A version that passes its
+//! schema but does not deserialize into the type is then rejected with
+//! `E_TYPE` like any other rejection (the last good value stays served), and
+//! every accepted version carries its value of the type, built once:
+//! readers get an `Arc<T>` without locks and without deserializing
+//! ([`typed`] explains the performance model). `examples/embed.rs` is a
+//! complete service.
+//!
 //! ```no_run
 //! use std::sync::Arc;
-//! use hotconf::{ReloadConfig, Reloader, Store, Trigger};
+//! use hotconf::{ReloadConfig, Reloader, Store, Trigger, TypedView};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct AppConfig {
+//!     service: String,
+//!     workers: Workers,
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Workers {
+//!     count: u16,
+//! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Arc::new(Store::with_random_instance());
 //! let mut config = ReloadConfig::new("configs", "schemas");
+//! config.register::<AppConfig>("app"); // before spawn: E_TYPE if it does not fit
 //! config.all_or_nothing = true; // optional: see ReloadConfig's fields
 //! // Observers (systemd, metrics, logs: `logging::LogObserver`) are fixed
 //! // here, before the reloader starts.
@@ -51,14 +73,25 @@
 //! let outcome = reload.reload_blocking(Trigger::Startup)?;
 //! assert!(outcome.rejected.is_empty(), "{:?}", store.status());
 //!
-//! // Anywhere, on any thread, lock-free:
-//! let snapshot = store.load();
-//! if let Some(app) = snapshot.get("app") {
-//!     println!("generation {}: {}", app.generation, app.value);
+//! // Anywhere, on any thread, lock-free, no deserialization:
+//! if let Some(app) = store.typed::<AppConfig>("app") {
+//!     println!("{} runs {} workers", app.service, app.workers.count);
+//! }
+//! // The JSON value is served too, with its generation:
+//! if let Some(doc) = store.load().get("app") {
+//!     println!("generation {}: {}", doc.generation, doc.value);
 //! }
 //! // Reload when you like (a file watcher, a timer, an admin endpoint):
 //! reload.request(Trigger::Watch);
-//! // Async code can wait for new generations: `store.subscribe()`.
+//!
+//! // Async code waits for new versions of one document (other documents'
+//! // changes and rejections do not wake it):
+//! let mut view: TypedView<AppConfig> = store.view("app");
+//! # let _ = async move {
+//! while let Some(app) = view.changed().await {
+//!     println!("now {} workers", app.workers.count);
+//! }
+//! # };
 //! # Ok(())
 //! # }
 //! ```
@@ -89,9 +122,11 @@ pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod typed;
 
 pub use rejection::{Code, Problem, Rejection};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
 pub use snapshot::{ServedDocument, Snapshot};
 pub use status::Trigger;
 pub use store::Store;
+pub use typed::{TypeRegistry, TypedView};

@@ -36,6 +36,7 @@ use crate::schema::{Schema, SchemaCache};
 use crate::snapshot::{ServedDocument, Snapshot};
 use crate::status::{Counters, DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
 use crate::store::Store;
+use crate::typed::TypeRegistry;
 
 use queue::{Batch, Queue};
 
@@ -94,6 +95,9 @@ pub struct ReloadConfig {
     pub config_dir: PathBuf,
     /// Directory of `NAME.schema.json` schemas.
     pub schema_dir: PathBuf,
+    /// Rust types documents must deserialize into (`E_TYPE` otherwise);
+    /// see [`ReloadConfig::register`].
+    pub types: TypeRegistry,
     /// Limits applied to every document read (`--max-file-size`).
     pub limits: Limits,
     /// One rejected document rejects the whole reload (`--all-or-nothing`).
@@ -112,11 +116,25 @@ impl ReloadConfig {
         ReloadConfig {
             config_dir: config_dir.into(),
             schema_dir: schema_dir.into(),
+            types: TypeRegistry::default(),
             limits: Limits::default(),
             all_or_nothing: false,
             debounce: Duration::from_millis(100),
             unsettled: Arc::default(),
         }
+    }
+
+    /// Registers `T` for document `name` ([`TypeRegistry::register`]): a
+    /// version that passes its schema but does not deserialize into `T` is
+    /// rejected with `E_TYPE`; every accepted version carries its `T`, built
+    /// once (read it with [`Store::typed`] or [`Store::view`]). Registration
+    /// is fixed when [`Reloader::spawn`] takes the config.
+    pub fn register<T>(&mut self, name: impl Into<String>) -> &mut Self
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.types.register::<T>(name);
+        self
     }
 }
 
@@ -381,12 +399,23 @@ impl Reloader {
         }
     }
 
-    /// Judges one candidate (phase 2). Pure apart from the clock.
-    fn evaluate(s: &Scanned, served: Option<&Arc<ServedDocument>>) -> Verdict {
+    /// Judges one candidate (phase 2): parse, validate, then build the
+    /// registered type's value (`E_TYPE` if it does not fit). Pure apart
+    /// from the clock.
+    fn evaluate(
+        types: &TypeRegistry,
+        name: &str,
+        s: &Scanned,
+        served: Option<&Arc<ServedDocument>>,
+    ) -> Verdict {
         let judged = match (&s.bytes, &s.schema) {
             (Err(r), _) | (Ok(_), Err(r)) => Err(r.clone()),
-            (Ok(bytes), Ok(schema)) => pipeline::evaluate(&s.label, bytes, schema)
-                .map(|parsed| served_document(&s.path, bytes, parsed.value, schema)),
+            (Ok(bytes), Ok(schema)) => {
+                pipeline::evaluate(&s.label, bytes, schema).and_then(|parsed| {
+                    let typed = types.build(name, &s.label, &parsed, schema)?;
+                    Ok(served_document(&s.path, bytes, parsed.value, schema, typed))
+                })
+            }
         };
         match judged {
             Ok(doc) => Verdict::Accepted(Arc::new(doc)),
@@ -451,10 +480,11 @@ impl Reloader {
             }
             let mem = self.memory.entry(name.clone()).or_default();
             mem.absent_since = None;
-            let plan = if current
-                .get(name)
-                .is_some_and(|d| Key::of_served(d) == s.key)
-            {
+            // A served version without its registered typed value (restored
+            // from disk) is judged again, so typed readers get one.
+            let plan = if current.get(name).is_some_and(|d| {
+                Key::of_served(d) == s.key && self.config.types.is_satisfied_by(name, d)
+            }) {
                 Plan::Unchanged
             } else {
                 match &mem.candidate {
@@ -487,7 +517,11 @@ impl Reloader {
                 let (verdict, fresh) = match plan {
                     Plan::Unchanged => (None, false),
                     Plan::Known(v) => (Some(v), false),
-                    Plan::Evaluate => (Some(Self::evaluate(&s, current.get(&name))), true),
+                    Plan::Evaluate => {
+                        let verdict =
+                            Self::evaluate(&self.config.types, &name, &s, current.get(&name));
+                        (Some(verdict), true)
+                    }
                 };
                 Judged {
                     name,
@@ -762,6 +796,7 @@ fn served_document(
     bytes: &[u8],
     value: serde_json::Value,
     schema: &Schema,
+    typed: Option<crate::typed::AnyTyped>,
 ) -> ServedDocument {
     let sha256 = document::sha256_hex(bytes);
     let value = Arc::new(value);
@@ -784,6 +819,7 @@ fn served_document(
         loaded_at: SystemTime::now(),
         source: path.to_path_buf(),
         schema_sha256: schema.sha256.clone(),
+        typed,
     }
 }
 

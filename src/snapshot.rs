@@ -34,6 +34,11 @@ pub struct ServedDocument {
     pub source: PathBuf,
     /// SHA-256 of its schema's closure.
     pub schema_sha256: String,
+    /// This version deserialized into the Rust type an embedding program
+    /// registered for the document (see [`crate::typed`]); built once, when
+    /// the version was accepted. `None` when no type is registered. Read it
+    /// with [`ServedDocument::typed`].
+    pub typed: Option<crate::typed::AnyTyped>,
 }
 
 /// An immutable, complete view of the served configuration.

@@ -563,6 +563,7 @@ mod tests {
                     loaded_at: SystemTime::now(),
                     source: PathBuf::from(format!("{name}.toml")),
                     schema_sha256: String::new(),
+                    typed: None,
                 }),
             );
         }

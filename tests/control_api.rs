@@ -145,6 +145,7 @@ fn served(name: &str, value: Value, generation: u64) -> (String, Arc<ServedDocum
             loaded_at: SystemTime::now(),
             source: PathBuf::from(format!("configs/{name}.toml")),
             schema_sha256: "s".repeat(64),
+            typed: None,
         }),
     )
 }
