@@ -46,80 +46,97 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // A second thread reads the same structure in a tight loop.
-    let stop = Arc::new(AtomicBool::new(false));
     let mut group = c.benchmark_group("read snapshot, one other reader thread");
-    {
-        let (s, st) = (store.clone(), stop.clone());
-        let t = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
+    with_background(
+        || {
+            let s = store.clone();
+            move || {
                 black_box(read_store(&s));
             }
-        });
-        group.bench_function("hotconf Store::load (ArcSwap)", |b| {
-            b.iter(|| read_store(black_box(&store)))
-        });
-        stop.store(true, Ordering::Relaxed);
-        let _ = t.join();
-    }
-    stop.store(false, Ordering::Relaxed);
-    {
-        let (l, st) = (lock.clone(), stop.clone());
-        let t = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
+        },
+        || {
+            group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+                b.iter(|| read_store(black_box(&store)))
+            });
+        },
+    );
+    with_background(
+        || {
+            let l = lock.clone();
+            move || {
                 black_box(read_rwlock(&l));
             }
-        });
-        group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
-            b.iter(|| read_rwlock(black_box(&lock)))
-        });
-        stop.store(true, Ordering::Relaxed);
-        let _ = t.join();
-    }
+        },
+        || {
+            group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+                b.iter(|| read_rwlock(black_box(&lock)))
+            });
+        },
+    );
     group.finish();
 
     // A writer publishing new snapshots back to back (a reload storm): the
     // reader must never wait for it.
-    stop.store(false, Ordering::Relaxed);
     let mut group = c.benchmark_group("read snapshot, writer publishing continuously");
-    {
-        let (s, st) = (store.clone(), stop.clone());
-        let t = std::thread::spawn(move || {
+    with_background(
+        || {
+            let s = store.clone();
             let mut generation = 0u64;
-            while !st.load(Ordering::Relaxed) {
+            move || {
                 generation = generation.wrapping_add(1);
-                let mut snap = Snapshot::empty();
-                snap.generation = generation;
-                s.publish(snap);
+                s.publish(snapshot_at(generation));
             }
-        });
-        group.bench_function("hotconf Store::load (ArcSwap)", |b| {
-            b.iter(|| read_store(black_box(&store)))
-        });
-        stop.store(true, Ordering::Relaxed);
-        let _ = t.join();
-    }
-    stop.store(false, Ordering::Relaxed);
-    {
-        let (l, st) = (lock.clone(), stop.clone());
-        let t = std::thread::spawn(move || {
+        },
+        || {
+            group.bench_function("hotconf Store::load (ArcSwap)", |b| {
+                b.iter(|| read_store(black_box(&store)))
+            });
+        },
+    );
+    with_background(
+        || {
+            let l = lock.clone();
             let mut generation = 0u64;
-            while !st.load(Ordering::Relaxed) {
+            move || {
                 generation = generation.wrapping_add(1);
-                let mut snap = Snapshot::empty();
-                snap.generation = generation;
                 if let Ok(mut w) = l.write() {
-                    *w = Arc::new(snap);
+                    *w = Arc::new(snapshot_at(generation));
                 }
             }
-        });
-        group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
-            b.iter(|| read_rwlock(black_box(&lock)))
-        });
-        stop.store(true, Ordering::Relaxed);
-        let _ = t.join();
-    }
+        },
+        || {
+            group.bench_function("baseline RwLock<Arc<Snapshot>>", |b| {
+                b.iter(|| read_rwlock(black_box(&lock)))
+            });
+        },
+    );
     group.finish();
+}
+
+fn snapshot_at(generation: u64) -> Snapshot {
+    let mut snap = Snapshot::empty();
+    snap.generation = generation;
+    snap
+}
+
+/// Runs `step` (made by `make`) in a loop on another thread while `measure`
+/// runs, then stops and joins it.
+fn with_background<F, S>(make: F, measure: impl FnOnce())
+where
+    F: FnOnce() -> S,
+    S: FnMut() + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut step = make();
+    let st = stop.clone();
+    let t = std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            step();
+        }
+    });
+    measure();
+    stop.store(true, Ordering::Relaxed);
+    let _ = t.join();
 }
 
 /// A store serving `app` with its typed value, as the reloader builds it.

@@ -404,6 +404,9 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
             "file watching degraded (polling only): {reason}\n"
         ));
     }
+    if let Some(line) = s("state_dir").and_then(state_dir_line) {
+        out.push_str(&line);
+    }
     if !errors.is_empty() {
         out.push_str("errors:\n");
         for e in errors {
@@ -412,6 +415,36 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
         }
     }
     out
+}
+
+/// The `state_dir` line of `hotconf status` (`--state-dir`): where, what
+/// is on disk, what was restored, and a failed persist first of all.
+fn state_dir_line(sd: &Value) -> Option<String> {
+    let path = sd.get("path")?.as_str()?;
+    let generation = |k: &str| {
+        sd.get(k)
+            .and_then(Value::as_u64)
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    let restored = match sd.get("restored_generation").and_then(Value::as_u64) {
+        Some(g) => format!("restored generation {g} at startup"),
+        None => "nothing restored at startup".into(),
+    };
+    let failure = sd
+        .get("last_error")
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str);
+    Some(match failure {
+        Some(message) => format!(
+            "state dir {path}: PERSIST FAILED ({message}); on disk: generation {}; {restored}\n",
+            generation("persisted_generation")
+        ),
+        None => format!(
+            "state dir {path}: generation {} persisted; {restored}\n",
+            generation("persisted_generation")
+        ),
+    })
 }
 
 /// The human form of a `POST /v1/reload` answer.
@@ -545,5 +578,23 @@ mod tests {
             text.contains("accepted app; rejected db; removed -"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_rendering_of_the_state_dir() {
+        let now = SystemTime::now();
+        let mut body = json!({"instance": "i", "generation": 4, "ok": true, "documents": {},
+            "state_dir": {"path": "/var/lib/hotconf", "ok": true, "restored_generation": 3,
+                          "persisted_generation": 4, "last_error": null}});
+        let text = render_status(&body, now);
+        assert!(
+            text.contains("state dir /var/lib/hotconf: generation 4 persisted; restored generation 3 at startup"),
+            "{text}"
+        );
+        body["state_dir"]["last_error"] = json!({"message": "disk full", "at": null});
+        let text = render_status(&body, now);
+        assert!(text.contains("PERSIST FAILED (disk full)"), "{text}");
+        body["state_dir"] = Value::Null;
+        assert!(!render_status(&body, now).contains("state dir"));
     }
 }

@@ -22,12 +22,13 @@ use tokio::sync::watch;
 use crate::control::{self, Server, ServerOptions};
 use crate::logging::{self, LogObserver};
 use crate::metrics::Metrics;
+use crate::persist::Persister;
 use crate::pipeline::{self, Limits};
 use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
 use crate::rlimit;
 use crate::status::{DocState, Trigger};
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::systemd::{Probe, Systemd};
 
 /// Log output format.
@@ -152,25 +153,50 @@ impl Daemon {
     /// order after each reload) and does the startup load. Fails with every
     /// rejection when any document is invalid (SPEC §2 "Startup"); the
     /// reloader is then stopped again.
+    ///
+    /// With a state directory, the store starts from the persisted snapshot
+    /// (if one is there and intact) and the startup load is compared with
+    /// it like any reload: unchanged documents keep their generation, good
+    /// edits get the next one, and invalid documents keep their persisted
+    /// version. Then invalid documents do not stop the daemon: it runs,
+    /// says so (WARN `serving_persisted`), and they are `error`.
     pub async fn start(
         settings: Settings,
         observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> Result<Daemon, StartError> {
-        let store = Arc::new(Store::with_random_instance());
+        // Random per start, with or without a persisted snapshot (SPEC §2).
+        let instance = store::new_instance_id();
         logging::startup(
-            store.instance(),
+            &instance,
             &settings.config_dir,
             &settings.schema_dir,
             settings.all_or_nothing,
         );
-        // WIRING (state dir, §7): load a persisted snapshot into the store
-        // here (Store::with_snapshot) before the reloader starts.
-        if let Some(dir) = &settings.state_dir {
-            tracing::warn!(
-                state_dir = %dir.display(),
-                "--state-dir is not implemented yet; nothing is persisted"
-            );
-        }
+        // The persisted snapshot seeds the store before the reloader, its
+        // only writer, starts; from then on the reloader persists.
+        // It reads and validates files: off the async workers, as reloads are.
+        let (persister, restored) = match &settings.state_dir {
+            Some(dir) => {
+                let (dir, config_dir, schema_dir) = (
+                    dir.clone(),
+                    settings.config_dir.clone(),
+                    settings.schema_dir.clone(),
+                );
+                let limits = config_limits(&settings);
+                let (p, r) = tokio::task::spawn_blocking(move || {
+                    Persister::open(&dir, &config_dir, &schema_dir, limits)
+                })
+                .await
+                .map_err(|e| StartError::Internal(format!("cannot read the state dir: {e}")))?;
+                (Some(p), r)
+            }
+            None => (None, None),
+        };
+        let restored_generation = restored.as_ref().map(|s| s.generation);
+        let store = Arc::new(match restored {
+            Some(snapshot) => Store::with_snapshot(instance, snapshot),
+            None => Store::new(instance),
+        });
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -191,8 +217,12 @@ impl Daemon {
                 format!("cannot list the config directory: {e}"),
             )]));
         }
-        let reload = Reloader::spawn(config, store.clone(), observers)
-            .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
+        let state_dir = persister.as_ref().map(|p| p.dir().to_path_buf());
+        let reload = match persister {
+            Some(p) => Reloader::spawn_persisting(config, store.clone(), observers, p),
+            None => Reloader::spawn(config, store.clone(), observers),
+        }
+        .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
         let startup = reload.reload(Trigger::Startup).await;
         if startup.is_err() {
             return Err(StartError::Internal(
@@ -200,7 +230,20 @@ impl Daemon {
             ));
         }
         let status = store.status();
-        if !status.all_ok() {
+        if let (false, Some(generation), Some(dir)) =
+            (status.all_ok(), restored_generation, &state_dir)
+        {
+            // SPEC §2 "Startup": a persisted last-good snapshot exists, so
+            // run on it rather than refuse to start, and say so loudly.
+            let snapshot = store.load();
+            let (served, not_served): (Vec<String>, Vec<String>) = status
+                .documents
+                .iter()
+                .filter(|(_, d)| d.state != DocState::Ok)
+                .map(|(name, _)| name.clone())
+                .partition(|name| snapshot.documents.contains_key(name));
+            logging::serving_persisted(dir, generation, &served, &not_served);
+        } else if !status.all_ok() {
             reload.shutdown().await;
             // Print exactly what `hotconf check` would (it also reports a
             // broken schema once, and both a parse error and a bad schema);

@@ -19,6 +19,7 @@
 //! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
 //! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
+//! - [`persist`]: the state directory: the last good snapshot on disk.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
@@ -96,6 +97,12 @@
 //! # }
 //! ```
 //!
+//! To keep the last good snapshot across restarts (as `--state-dir` does),
+//! open a [`persist::Persister`] first, build the store from the snapshot
+//! it restored ([`Store::with_snapshot`]), and start the reloader with
+//! [`Reloader::spawn_persisting`]; `daemon::Daemon::start` shows the whole
+//! sequence.
+//!
 //! Invariants: the reloader is the only writer of the [`Store`]; a
 //! [`Snapshot`] never changes once published; the generation moves only
 //! when served content changes; dropping the last [`ReloadHandle`] (or
@@ -113,6 +120,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
+pub mod persist;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;

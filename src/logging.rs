@@ -189,6 +189,88 @@ pub fn nothing_changed(trigger: Trigger) {
     );
 }
 
+/// `state_restored`: the persisted snapshot was read, verified and seeds
+/// the store (the startup reload then compares the files with it).
+pub fn state_restored(dir: &Path, generation: u64, documents: &[String]) {
+    info!(
+        event = "state_restored",
+        state_dir = %dir.display(),
+        generation,
+        documents = %names(documents),
+        "restored generation {generation} from {}",
+        dir.display()
+    );
+}
+
+/// `state_absent`: the state directory holds no snapshot yet.
+pub fn state_absent(dir: &Path) {
+    info!(
+        event = "state_absent",
+        state_dir = %dir.display(),
+        "no persisted snapshot in {}",
+        dir.display()
+    );
+}
+
+/// `state_ignored`: the persisted snapshot is corrupt, partial or written
+/// for other directories; it is not used at all (generations restart).
+pub fn state_ignored(dir: &Path, reason: &str) {
+    warn!(
+        event = "state_ignored",
+        state_dir = %dir.display(),
+        reason,
+        "ignoring the persisted snapshot in {}: {reason}",
+        dir.display()
+    );
+}
+
+/// `state_persisted`: a generation is safely on disk.
+pub fn state_persisted(dir: &Path, generation: u64) {
+    debug!(
+        event = "state_persisted",
+        state_dir = %dir.display(),
+        generation,
+        "generation {generation} persisted"
+    );
+}
+
+/// `persist_failed`: the state directory could not be written. What is
+/// served is unaffected, but a restart would not find this generation.
+pub fn persist_failed(dir: &Path, generation: Option<u64>, error: &str) {
+    tracing::error!(
+        event = "persist_failed",
+        state_dir = %dir.display(),
+        generation,
+        error,
+        "cannot persist the snapshot to {}: {error}; still serving it, but a restart would not find it",
+        dir.display()
+    );
+}
+
+/// `serving_persisted`: at startup some documents are invalid on disk and
+/// the daemon runs anyway on the persisted snapshot. `served` are served
+/// from it (their last good version); `not_served` were never persisted.
+pub fn serving_persisted(dir: &Path, generation: u64, served: &[String], not_served: &[String]) {
+    let unserved = if not_served.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not served (invalid and never persisted): {}",
+            names(not_served)
+        )
+    };
+    warn!(
+        event = "serving_persisted",
+        state_dir = %dir.display(),
+        generation,
+        documents = %names(served),
+        not_served = %names(not_served),
+        "invalid on disk, serving the last good version persisted in {}: {}{unserved}",
+        dir.display(),
+        names(served)
+    );
+}
+
 /// Logs `reload_started` and `reload_finished`. Register it with the
 /// reloader; it keeps no state.
 #[derive(Debug, Default, Clone, Copy)]

@@ -6,6 +6,10 @@
 //! is read from the [`Store`] at scrape time, so it can never drift from
 //! what `/v1/status` says.
 //!
+//! With `--state-dir`, `hotconf_state_persist_ok` and
+//! `hotconf_state_persisted_generation` say whether the last good snapshot
+//! is safely on disk.
+//!
 //! Served hashes are always the redacted ones (`redacted_sha256`): metrics
 //! may be scraped over TCP by anyone who can reach the port.
 
@@ -202,6 +206,29 @@ impl Metrics {
             "The content hash of each served document (redacted hash if it holds secrets)",
             info,
         );
+
+        // Only with --state-dir: a failing persist is otherwise invisible
+        // until the restart that needed it.
+        if let Some(p) = &status.persist {
+            let ok = Gauge::<i64>::default();
+            ok.set(i64::from(p.last_error.is_none()));
+            r.register(
+                "state_persist_ok",
+                "1 when the last persist to --state-dir worked (alert on 0)",
+                ok,
+            );
+            let persisted = Gauge::<i64>::default();
+            persisted.set(
+                p.persisted_generation
+                    .map(|g| i64::try_from(g).unwrap_or(i64::MAX))
+                    .unwrap_or(0),
+            );
+            r.register(
+                "state_persisted_generation",
+                "Generation of the snapshot on disk in --state-dir (0: none)",
+                persisted,
+            );
+        }
         r
     }
 }

@@ -30,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::document;
 use crate::logging;
+use crate::persist::Persister;
 use crate::pipeline::{self, Limits};
 use crate::rejection::{Code, Problem, Rejection};
 use crate::schema::{Schema, SchemaCache};
@@ -243,6 +244,8 @@ pub struct Reloader {
     memory: BTreeMap<String, Memory>,
     /// Where its requests come from (and its follow-ups go).
     queue: Arc<Queue>,
+    /// Writes each published snapshot to the state directory, if any.
+    persister: Option<Persister>,
 }
 
 /// Per-document memory of the reloader.
@@ -320,6 +323,29 @@ impl Reloader {
         store: Arc<Store>,
         observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> std::io::Result<ReloadHandle> {
+        Self::start(config, store, observers, None)
+    }
+
+    /// [`Reloader::spawn`] with a state directory: every published snapshot
+    /// is persisted by `persister` before its reload counts as finished
+    /// (before waiters and observers are told). Seed `store` with the
+    /// snapshot [`Persister::open`] restored.
+    pub fn spawn_persisting(
+        config: ReloadConfig,
+        store: Arc<Store>,
+        observers: Vec<Arc<dyn ReloadObserver>>,
+        persister: Persister,
+    ) -> std::io::Result<ReloadHandle> {
+        Self::start(config, store, observers, Some(persister))
+    }
+
+    /// Starts the reloader thread.
+    fn start(
+        config: ReloadConfig,
+        store: Arc<Store>,
+        observers: Vec<Arc<dyn ReloadObserver>>,
+        persister: Option<Persister>,
+    ) -> std::io::Result<ReloadHandle> {
         let queue = Arc::new(Queue::default());
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let mut reloader = Reloader {
@@ -329,6 +355,7 @@ impl Reloader {
             schemas: SchemaCache::new(),
             memory: BTreeMap::new(),
             queue: queue.clone(),
+            persister,
         };
         std::thread::Builder::new()
             .name("hotconf-reloader".into())
@@ -554,7 +581,9 @@ impl Reloader {
             let status = match &j.verdict {
                 None => {
                     mem.candidate = None;
-                    if old_state != Some(DocState::Ok) {
+                    // A document restored from the state directory has no
+                    // status yet: matching it is not a recovery.
+                    if old_state.is_some_and(|s| s != DocState::Ok) {
                         recovered.push(j.name.clone());
                     }
                     DocStatus {
@@ -671,6 +700,12 @@ impl Reloader {
         let publish = !accepted.is_empty() || !removed.is_empty();
         let does_something = announced || publish || state_changed || !forgotten.is_empty();
         if !does_something {
+            // Not a reload, but a failed persist is retried (the disk may
+            // have been freed since).
+            if self.persist(&current) {
+                let persist = self.persister.as_ref().map(Persister::status);
+                self.store.update_status(|s| s.persist = persist);
+            }
             logging::nothing_changed(trigger);
             return ReloadOutcome {
                 trigger,
@@ -742,10 +777,25 @@ impl Reloader {
             }
             let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
             logging::snapshot_published(generation, &names, &removed);
+            if let Some(p) = &mut self.persister {
+                // The exact inputs of what was just published, for the state.
+                let names: HashSet<&str> = accepted.iter().map(|(n, _)| n.as_str()).collect();
+                for j in judged.iter().filter(|j| names.contains(j.name.as_str())) {
+                    if let (Ok(bytes), Ok(schema)) = (&j.scanned.bytes, &j.scanned.schema) {
+                        p.accepted(&j.name, bytes, schema);
+                    }
+                }
+            }
             snapshot
         } else {
             current.clone()
         };
+        // Part of the reload: done before anyone is told it finished.
+        let refused_startup =
+            trigger == Trigger::Startup && docs.values().any(|d| d.state != DocState::Ok);
+        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
+            self.persist(&snapshot);
+        }
 
         let outcome = ReloadOutcome {
             trigger,
@@ -766,6 +816,7 @@ impl Reloader {
                     .saturating_add(u64::try_from(outcome.rejected.len()).unwrap_or(u64::MAX)),
             };
             s.last_reload = Some(outcome.clone());
+            s.persist = self.persister.as_ref().map(Persister::status);
             if s.all_ok() {
                 s.last_success_at = Some(SystemTime::now());
             }
@@ -774,6 +825,22 @@ impl Reloader {
             o.reload_finished(&outcome, &status, &snapshot);
         }
         outcome
+    }
+}
+
+impl Reloader {
+    /// Persists `snapshot` to the state directory unless it is there
+    /// already. Not called after a startup that leaves a document invalid
+    /// when nothing was restored: `hotconf run` refuses to start then (SPEC
+    /// §2), and what it published, never served, must not become a last
+    /// good state that the next start would run on. Returns whether
+    /// anything was attempted (its result is in the persister's status and
+    /// the logs; a failure never unpublishes).
+    fn persist(&mut self, snapshot: &Snapshot) -> bool {
+        self.persister
+            .as_mut()
+            .and_then(|p| p.persist(snapshot))
+            .is_some()
     }
 }
 
@@ -790,8 +857,9 @@ fn held_back(label: &str, blocker: &Rejection) -> Rejection {
     )
 }
 
-/// What would be served for a valid document.
-fn served_document(
+/// What would be served for a valid document (also what a restore from
+/// the state directory builds).
+pub(crate) fn served_document(
     path: &Path,
     bytes: &[u8],
     value: serde_json::Value,

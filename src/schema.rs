@@ -97,6 +97,10 @@ pub struct Schema {
     pub sha256: String,
     /// Every file of the closure, the schema itself first.
     pub files: Vec<PathBuf>,
+    /// Each closure file's relative path and exact bytes, in `files`'
+    /// order: what `sha256` is computed over, kept so that the state
+    /// directory can persist the schema a document was accepted with.
+    sources: Vec<(String, Arc<[u8]>)>,
     /// The compiled validator (compiled once per closure content).
     validator: jsonschema::Validator,
     /// Each closure file's JSON, by its path relative to the schema
@@ -258,6 +262,68 @@ impl Schema {
             )));
         }
         Err(rejection)
+    }
+
+    /// The closure's files as (path relative to the schema directory,
+    /// exact bytes), the schema itself first: what [`Schema::sha256`] is
+    /// computed over. [`Schema::from_sources`] compiles them back.
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.sources
+            .iter()
+            .map(|(rel, bytes)| (rel.as_str(), &**bytes))
+    }
+
+    /// Compiles the schema of document `name` from closure files held in
+    /// memory (relative path, bytes), as [`Schema::sources`] gave them —
+    /// e.g. read back from the state directory. Nothing is read from
+    /// disk; `schema_dir` only names files in messages. The first file must
+    /// be `NAME.schema.json`; every path must be a plain relative path
+    /// inside the schema directory; a `$ref` to a file not among them
+    /// fails to compile. The result's `sha256` is computed from the given
+    /// bytes, so the caller can compare it with what it expected.
+    pub fn from_sources(
+        schema_dir: &Path,
+        name: &str,
+        sources: Vec<(String, Vec<u8>)>,
+    ) -> Result<Schema, Rejection> {
+        let root = format!("{name}.schema.json");
+        let root_label = label(schema_dir, &root);
+        if sources.first().map(|(rel, _)| rel.as_str()) != Some(root.as_str()) {
+            return Err(Rejection::bare(
+                Code::SchemaInvalid,
+                root_label,
+                "the schema closure does not start with the schema itself",
+            ));
+        }
+        if sources.len() > MAX_CLOSURE_FILES {
+            return Err(Rejection::bare(
+                Code::SchemaInvalid,
+                root_label,
+                format!("more than {MAX_CLOSURE_FILES} files referenced"),
+            ));
+        }
+        let mut closure = Vec::with_capacity(sources.len());
+        let mut seen = HashSet::new();
+        for (rel, bytes) in sources {
+            let file_label = label(schema_dir, &rel);
+            // A plain relative path stays the same when resolved from a
+            // file at the top of the schema directory.
+            if resolve_relative("top", &rel).as_deref() != Ok(rel.as_str())
+                || !seen.insert(rel.clone())
+            {
+                return Err(Rejection::bare(
+                    Code::SchemaInvalid,
+                    file_label,
+                    "not a plain relative path inside the schema directory",
+                ));
+            }
+            let json: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                Rejection::bare(Code::SchemaInvalid, file_label.clone(), "not JSON")
+            })?;
+            closure.push(ClosureFile { rel, bytes, json });
+        }
+        let sha256 = closure_hash(&closure);
+        compile(schema_dir, name, &root, closure, sha256)
     }
 
     /// Whether any value of documents under this schema can be a secret:
@@ -907,7 +973,9 @@ fn compile(
     let root_label = label(schema_dir, root);
     let files: Vec<PathBuf> = closure.iter().map(|f| schema_dir.join(&f.rel)).collect();
     let mut resources = BTreeMap::new();
+    let mut sources = Vec::with_capacity(closure.len());
     for f in closure {
+        sources.push((f.rel.clone(), Arc::from(f.bytes)));
         resources.insert(f.rel, f.json);
     }
     let Some(root_json) = resources.get(root) else {
@@ -958,6 +1026,7 @@ fn compile(
         name: name.to_string(),
         sha256,
         files,
+        sources,
         validator,
         resources,
         root: root.to_string(),

@@ -127,6 +127,26 @@ pub struct Status {
     /// Set when file watching is degraded (the daemon runs on the poll);
     /// says why.
     pub watch_degraded: Option<String>,
+    /// The state directory (`--state-dir`), if there is one: what was
+    /// restored from it and whether the last persist worked.
+    pub persist: Option<PersistStatus>,
+}
+
+/// What the state directory (`--state-dir`) holds and whether writing it
+/// works. A failed persist never unpublishes anything; it shows here (and
+/// in the `persist_failed` ERROR log) until a later persist succeeds.
+#[derive(Debug, Clone, Default)]
+pub struct PersistStatus {
+    /// The state directory.
+    pub dir: std::path::PathBuf,
+    /// The generation restored from it at startup; `None` when there was no
+    /// usable persisted state (absent, corrupt, or another config set's).
+    pub restored_generation: Option<u64>,
+    /// The last generation written to it successfully by this run (or the
+    /// restored one, which is already there).
+    pub persisted_generation: Option<u64>,
+    /// The last persist failure, cleared by the next success.
+    pub last_error: Option<(String, SystemTime)>,
 }
 
 impl Status {

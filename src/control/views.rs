@@ -78,6 +78,16 @@ pub fn status(
             "ok": status.watch_degraded.is_none(),
             "degraded_reason": status.watch_degraded,
         },
+        "state_dir": status.persist.as_ref().map(|p| json!({
+            "path": p.dir.display().to_string(),
+            "ok": p.last_error.is_none(),
+            "restored_generation": p.restored_generation,
+            "persisted_generation": p.persisted_generation,
+            "last_error": p.last_error.as_ref().map(|(message, at)| json!({
+                "message": message,
+                "at": rfc3339(*at),
+            })),
+        })),
     })
 }
 
