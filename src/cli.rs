@@ -113,6 +113,16 @@ pub struct RunArgs {
     /// Persist the last good snapshot here.
     #[arg(long, env = "HOTCONF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Concurrent connections on the control socket (and, separately, on
+    /// --metrics-listen); more are closed at once. An eighth is kept for
+    /// root and the daemon's user. Lowered to fit the open-file limit.
+    #[arg(
+        long,
+        env = "HOTCONF_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
 }
 
 /// `--log-format` values.
@@ -182,6 +192,7 @@ impl RunArgs {
             },
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
         }
     }
 }

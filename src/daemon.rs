@@ -26,6 +26,7 @@ use crate::persist::Persister;
 use crate::pipeline::{self, Limits};
 use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
+use crate::rlimit;
 use crate::status::{DocState, Trigger};
 use crate::store::{self, Store};
 use crate::systemd::{Probe, Systemd};
@@ -73,6 +74,9 @@ pub struct Settings {
     pub log_level: String,
     /// Where the last good snapshot is persisted.
     pub state_dir: Option<PathBuf>,
+    /// Concurrent connections on the control socket; [`run`] lowers it to
+    /// what the open-file limit fits.
+    pub max_connections: usize,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -367,6 +371,8 @@ pub fn run(settings: Settings) -> i32 {
         eprintln!("hotconf run: {e}");
         return 2;
     }
+    let mut settings = settings;
+    settings.max_connections = fit_connections(settings.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hotconf")
@@ -379,6 +385,54 @@ pub fn run(settings: Settings) -> i32 {
         }
     };
     runtime.block_on(run_async(settings))
+}
+
+/// Raises the open-file limit so that `wanted` connections fit beside the
+/// files the daemon opens, and returns how many connections do fit (fewer
+/// when the hard limit is too low, so that a connection flood can never
+/// starve the reloader of descriptors). Logs the outcome as `limits`.
+fn fit_connections(wanted: usize) -> usize {
+    let needed = u64::try_from(wanted)
+        .unwrap_or(u64::MAX)
+        .saturating_add(rlimit::RESERVED_FDS);
+    let lim = match rlimit::raise_nofile(needed) {
+        Ok(lim) => lim,
+        Err(e) => {
+            tracing::warn!(
+                event = "limits",
+                error = %e,
+                max_connections = wanted,
+                "cannot read the open-file limit; keeping the connection limit"
+            );
+            return wanted;
+        }
+    };
+    // At least one connection, however low the limit: the operator's.
+    let fits = rlimit::connections_that_fit(lim.soft, wanted).max(1);
+    if fits < wanted {
+        tracing::warn!(
+            event = "limits",
+            nofile_before = lim.before,
+            nofile = lim.soft,
+            nofile_hard = lim.hard,
+            max_connections = fits,
+            wanted_connections = wanted,
+            "the open-file limit fits only {fits} control connections (wanted {wanted}); \
+             raise LimitNOFILE"
+        );
+    } else {
+        tracing::info!(
+            event = "limits",
+            nofile_before = lim.before,
+            nofile = lim.soft,
+            nofile_hard = lim.hard,
+            max_connections = fits,
+            "open-file limit {} (was {}), up to {fits} control connections",
+            lim.soft,
+            lim.before
+        );
+    }
+    fits
 }
 
 async fn run_async(settings: Settings) -> i32 {

@@ -24,7 +24,8 @@
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
-//! - [`paths`]: where the socket is, for daemon and client alike.
+//! - [`paths`]: where the socket is, for daemon and client alike;
+//!   [`rlimit`]: the open-file limit raised to fit the connections.
 //! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
@@ -124,6 +125,7 @@ pub mod persist;
 pub mod pipeline;
 pub mod rejection;
 pub mod reload;
+pub mod rlimit;
 pub mod schema;
 pub mod snapshot;
 pub mod status;

@@ -11,6 +11,10 @@
 //! | violations listed ([`crate::schema::MAX_PROBLEMS`]) | 100 | the rest counted in one last problem |
 //! | state manifest, documents, blobs ([`crate::persist`]) | 16 MiB, 10,000, 1 GiB in all | the persisted state is ignored (`state_ignored`) |
 //!
+//! The control socket's limits (connections, header and body size,
+//! timeouts) are [`crate::control::Limits`]; the open-file limit they need
+//! is raised by [`crate::rlimit`].
+//!
 //! This module does no I/O and holds no state.
 
 /// The regex engine for every schema regex (`pattern`,

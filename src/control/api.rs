@@ -352,6 +352,7 @@ async fn reload(
 ) -> Result<Response, ApiError> {
     if !peer.is_trusted(api.daemon_uid) {
         tracing::warn!(
+            event = "reload_forbidden",
             peer_uid = peer.uid,
             peer_pid = peer.pid,
             "refused POST /v1/reload from an untrusted peer"

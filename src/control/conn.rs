@@ -1,24 +1,45 @@
 //! The accept loop and per-connection HTTP/1.1 serving.
 //!
-//! Our own loop (not `axum::serve`) so that every limit is ours to set:
-//! a connection semaphore (a connection beyond it is closed at once, not
-//! queued), hyper's header-read timeout and buffer cap, and the peer's
-//! credentials read once per connection and attached to every request as a
-//! [`Peer`] extension. Shutdown: stop accepting, ask every connection to
-//! finish its in-flight request and close, wait for them up to a bound.
+//! Our own loop (not `axum::serve`) so that every limit is ours to set
+//! (the values are [`Limits`]'s defaults):
+//!
+//! - connection slots ([`Slots`]): a connection beyond the limit is closed
+//!   as soon as it is accepted, never queued, and a share of the slots is
+//!   kept for root and the daemon's uid, so other users cannot lock the
+//!   operator out;
+//! - hyper's header-read timeout (which also ends idle keep-alive
+//!   connections) and header size cap (431);
+//! - a body cap (413; no endpoint reads a body anyway);
+//! - a send timeout ([`SendTimeout`]): a client that stops reading its
+//!   answer is cut off;
+//! - a hang-up check ([`hung_up`]): a client that leaves while its request
+//!   is in flight frees its slot even when hyper is not looking (a request
+//!   pipelined behind a blocking query);
+//! - the peer's credentials, read once per connection and attached to every
+//!   request as a [`Peer`] extension.
+//!
+//! Shutdown: stop accepting, ask every connection to finish its in-flight
+//! request and close, wait for them up to a bound.
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 /// Limits applied to every connection. The defaults hold against slow and
@@ -35,8 +56,27 @@ pub struct Limits {
     /// gets 431 and the connection is closed. Also the read buffer size
     /// (at least 8 KiB, hyper's minimum).
     pub max_header_bytes: usize,
+    /// Largest request body, in bytes: a declared `Content-Length` above it
+    /// gets 413 at once; a chunked body is cut off there. No endpoint
+    /// takes a body, so this only bounds what a client can make us hold.
+    pub max_body_bytes: usize,
+    /// How long an answer may make no progress because the client does not
+    /// read it; then the connection is closed.
+    pub send_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+}
+
+impl Limits {
+    /// Connection slots that peers other than root and the daemon's uid
+    /// may hold: all but an eighth (at least one is kept back, unless the
+    /// limit is a single connection), so the operator's `hotconf
+    /// status`/`reload` gets through even when other users hold every slot
+    /// they can.
+    pub fn untrusted_connections(&self) -> usize {
+        let reserved = (self.max_connections / 8).max(1);
+        self.max_connections.saturating_sub(reserved).max(1)
+    }
 }
 
 impl Default for Limits {
@@ -45,6 +85,8 @@ impl Default for Limits {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024,
+            send_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -81,7 +123,7 @@ impl Peer {
 /// A listener our accept loop can drive.
 pub(crate) trait Accept: Send + 'static {
     /// The connection type.
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Io: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static;
     /// Accepts one connection and says who it is.
     fn accept_peer(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
 }
@@ -110,16 +152,95 @@ impl Accept for TcpListener {
     }
 }
 
+/// The connection slots of one listener. Every connection holds one of
+/// `all`; a connection of a peer that is not trusted (not root, not the
+/// daemon's uid) also holds one of `untrusted`, which has fewer, so such
+/// peers can never take the last slots.
+#[derive(Debug, Clone)]
+pub(crate) struct Slots {
+    /// One permit per open connection, `max_connections` in all.
+    pub all: Arc<Semaphore>,
+    /// One permit per open connection of an untrusted peer.
+    untrusted: Arc<Semaphore>,
+    /// The daemon's uid: its peers (and root) are trusted.
+    daemon_uid: u32,
+}
+
+/// What an accepted connection holds until it closes.
+type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+impl Slots {
+    /// Slots for `limits`, trusting root and `daemon_uid`.
+    pub fn new(limits: &Limits, daemon_uid: u32) -> Slots {
+        Slots {
+            all: Arc::new(Semaphore::new(limits.max_connections)),
+            untrusted: Arc::new(Semaphore::new(limits.untrusted_connections())),
+            daemon_uid,
+        }
+    }
+
+    /// A slot for `peer`, or `None` when it must be refused.
+    fn take(&self, peer: &Peer) -> Option<Held> {
+        let own = if peer.is_trusted(self.daemon_uid) {
+            None
+        } else {
+            Some(self.untrusted.clone().try_acquire_owned().ok()?)
+        };
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some((all, own))
+    }
+}
+
+/// Rate-limited warning about refused connections: one line when the limit
+/// is first hit, then at most one every [`LimitLog::EVERY`] with the count
+/// refused meanwhile, so a connection flood cannot flood the logs as well.
+#[derive(Debug, Default)]
+struct LimitLog {
+    /// When the last warning was written.
+    last: Option<Instant>,
+    /// Connections refused since then.
+    refused: u64,
+}
+
+impl LimitLog {
+    /// Minimum time between two warnings.
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Notes one refused connection of `peer`, warning if it is time.
+    fn refused(&mut self, peer: &Peer, limits: &Limits) {
+        self.refused = self.refused.saturating_add(1);
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            event = "connection_limit_reached",
+            limit = limits.max_connections,
+            untrusted_limit = limits.untrusted_connections(),
+            refused = self.refused,
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            "control socket: connection limit reached; new connections are closed at once"
+        );
+        self.last = Some(now);
+        self.refused = 0;
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
-/// `permits` (sized `limits.max_connections`) bounds the connections; one
-/// is held by every open connection.
+/// `slots` (sized by `limits`) bound the connections; one is held by every
+/// open connection.
 pub(crate) async fn serve<A: Accept>(
     mut listener: A,
     router: Router,
     limits: Limits,
-    permits: Arc<Semaphore>,
+    slots: Slots,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut limit_log = LimitLog::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -135,13 +256,8 @@ pub(crate) async fn serve<A: Accept>(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(
-                uid = peer.uid,
-                pid = peer.pid,
-                limit = limits.max_connections,
-                "control socket: connection limit reached, closing new connection"
-            );
+        let Some(permit) = slots.take(&peer) else {
+            limit_log.refused(&peer, &limits);
             drop(io);
             continue;
         };
@@ -154,7 +270,7 @@ pub(crate) async fn serve<A: Accept>(
     }
     // Every connection holds a permit: all returned means all finished.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(limits.drain_timeout, permits.acquire_many(all)).await;
+    let drained = tokio::time::timeout(limits.drain_timeout, slots.all.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("control socket: some connections did not finish in time");
     }
@@ -167,11 +283,22 @@ async fn serve_connection<I>(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
+    let fd = io.as_raw_fd();
+    let max_body = limits.max_body_bytes;
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
-        router.clone().oneshot(req)
+        let too_large = declares_too_much(&req, max_body);
+        let router = router.clone();
+        async move {
+            if too_large {
+                return Ok(payload_too_large(max_body));
+            }
+            router
+                .oneshot(req.map(|body| Limited::new(body, max_body)))
+                .await
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -179,7 +306,10 @@ async fn serve_connection<I>(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(
+            TokioIo::new(SendTimeout::new(io, limits.send_timeout)),
+            service,
+        );
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -187,9 +317,258 @@ async fn serve_connection<I>(
                 tracing::debug!(error = %e, "control socket: connection ended with an error");
             }
         }
+        // `conn` owns the descriptor and lives until this select ends, so
+        // `fd` stays this connection's for as long as it is checked.
+        () = hung_up(fd) => {
+            tracing::debug!(
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                "control socket: the client hung up; request abandoned"
+            );
+        }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// How often a connection checks whether its client has hung up.
+const HANGUP_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns once the peer of `fd` has closed the connection (or shut down
+/// its sending side, which hyper treats as an aborted request too).
+///
+/// hyper notices a hang-up only when it reads the connection, and while a
+/// request is in flight it reads only if no further request is already
+/// buffered: a client that pipelines a request behind a blocking query and
+/// leaves would otherwise keep its slot until the query's `wait` ends. A
+/// zero-timeout `poll(2)` every [`HANGUP_CHECK`] asks the kernel instead;
+/// it never consumes data.
+async fn hung_up(fd: RawFd) {
+    // Not at once: a quick request is answered before the first check.
+    let mut tick = tokio::time::interval_at(Instant::now() + HANGUP_CHECK, HANGUP_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid, owned pollfd, count 1, zero timeout (never
+        // blocks); `fd` is open for as long as this future runs (see the
+        // caller). poll(2) only reports readiness, it reads nothing.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        if n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return;
+        }
+    }
+}
+
+/// Whether a request declares a body larger than `max` bytes.
+fn declares_too_much<B>(req: &Request<B>, max: usize) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+}
+
+/// 413 with a JSON error; the connection is closed after it, since the
+/// body it announced is never read.
+fn payload_too_large(max: usize) -> Response {
+    let body = serde_json::json!({
+        "code": "payload_too_large",
+        "message": format!("request bodies are limited to {max} bytes"),
+    });
+    let mut resp = (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// A connection whose writes fail with `TimedOut` once the peer has taken
+/// no byte for `timeout`: a client that stops reading its answer cannot
+/// hold a connection (and the answer's memory) forever. Reads are left
+/// alone: hyper's header-read timeout bounds them, and a blocking query
+/// legitimately reads nothing for minutes.
+pub(crate) struct SendTimeout<I> {
+    /// The connection.
+    io: I,
+    /// How long a write may make no progress.
+    timeout: Duration,
+    /// Armed when a write first returns `Pending`; cleared by progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> SendTimeout<I> {
+    /// Wraps `io`.
+    pub(crate) fn new(io: I, timeout: Duration) -> Self {
+        SendTimeout {
+            io,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes a write's result on: progress disarms the timer, `Pending`
+    /// arms it (or fails once it has run out).
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if res.is_ready() {
+            self.stalled = None;
+            return res;
+        }
+        let timeout = self.timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading its answer",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for SendTimeout<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for SendTimeout<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.progress(cx, res)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.progress(cx, res)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_flush(cx);
+        this.progress(cx, res)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.progress(cx, res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn an_eighth_of_the_slots_is_kept_for_trusted_peers() {
+        let limits = |n| Limits {
+            max_connections: n,
+            ..Limits::default()
+        };
+        assert_eq!(limits(4096).untrusted_connections(), 3584);
+        assert_eq!(limits(8).untrusted_connections(), 7);
+        assert_eq!(limits(2).untrusted_connections(), 1);
+        assert_eq!(limits(1).untrusted_connections(), 1);
+    }
+
+    #[test]
+    fn slots_refuse_untrusted_peers_first() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let slots = Slots::new(&limits, 1000);
+        let other = Peer {
+            uid: Some(65534),
+            gid: None,
+            pid: None,
+        };
+        let own = Peer {
+            uid: Some(1000),
+            ..other
+        };
+        let first = slots.take(&other).expect("first untrusted");
+        assert!(slots.take(&other).is_none(), "the last slot is kept");
+        assert!(slots.take(&Peer::UNKNOWN).is_none());
+        let second = slots.take(&own).expect("trusted gets the kept slot");
+        assert!(slots.take(&own).is_none(), "full");
+        drop((first, second));
+        assert!(slots.take(&other).is_some());
+    }
+
+    #[test]
+    fn body_length_cap() {
+        let req = |len: &str| {
+            Request::builder()
+                .header(header::CONTENT_LENGTH, len)
+                .body(())
+                .expect("request")
+        };
+        assert!(!declares_too_much(&req("65536"), 65536));
+        assert!(declares_too_much(&req("65537"), 65536));
+        // Unparsable lengths are hyper's to refuse (400) before we see them.
+        assert!(!declares_too_much(&req("99999999999999999999"), 65536));
+        assert!(!declares_too_much(&Request::new(()), 65536));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_times_out() {
+        // The peer stays connected but never reads.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut io = SendTimeout::new(ours, Duration::from_millis(100));
+        let err = io
+            .write_all(&[0u8; 1024])
+            .await
+            .expect_err("the peer never reads");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // A peer that keeps reading keeps the connection, however long the
+        // whole answer takes (here about 640 ms against a 500 ms timeout).
+        let (ours, mut theirs) = tokio::io::duplex(32);
+        let mut io = SendTimeout::new(ours, Duration::from_millis(500));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 32];
+            while got.len() < 1024 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match theirs.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got.len()
+        });
+        io.write_all(&[1u8; 1024]).await.expect("slow but steady");
+        assert_eq!(reader.await.expect("reader"), 1024);
     }
 }

@@ -39,6 +39,12 @@ pub use socket::{BindError, SocketFile, SocketOptions};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Concurrent connections on `--metrics-listen`. A scraper needs one or
+/// two; the cap keeps a flood of a TCP port — reachable from further away
+/// than the socket — from using descriptors the reloader needs (they come
+/// out of [`crate::rlimit::RESERVED_FDS`]).
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// Everything needed to bind the control socket and the metrics port.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -70,7 +76,10 @@ impl ServerOptions {
                 group: settings.socket_group.clone(),
             },
             metrics_listen: settings.metrics_listen,
-            limits: Limits::default(),
+            limits: Limits {
+                max_connections: settings.max_connections,
+                ..Limits::default()
+            },
         })
     }
 }
@@ -143,33 +152,39 @@ impl Server {
         let metrics_addr = self.metrics_addr();
         let (stop, stopped) = watch::channel(false);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let daemon_uid = crate::paths::current_uid();
         let api = Arc::new(api::Api {
             store: ctx.store,
             reloader: ctx.reloader,
             metrics: ctx.metrics,
-            daemon_uid: crate::paths::current_uid(),
+            daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),
         });
         let limit = self.limits.max_connections;
-        let permits = Arc::new(Semaphore::new(limit));
+        let slots = conn::Slots::new(&self.limits, daemon_uid);
+        let permits = slots.all.clone();
         self.listener.set_nonblocking(true)?;
         let unix = tokio::net::UnixListener::from_std(self.listener)?;
         let mut tasks = vec![tokio::spawn(conn::serve(
             unix,
             api::router(api.clone()),
             self.limits,
-            permits.clone(),
+            slots,
             stopped.clone(),
         ))];
         if let Some(tcp) = self.metrics {
             tcp.set_nonblocking(true)?;
             let tcp = tokio::net::TcpListener::from_std(tcp)?;
+            let limits = Limits {
+                max_connections: METRICS_MAX_CONNECTIONS.min(self.limits.max_connections),
+                ..self.limits
+            };
             tasks.push(tokio::spawn(conn::serve(
                 tcp,
                 api::metrics_router(api),
-                self.limits,
-                Arc::new(Semaphore::new(limit)),
+                limits,
+                conn::Slots::new(&limits, daemon_uid),
                 stopped,
             )));
         }
