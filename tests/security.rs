@@ -93,10 +93,12 @@ fn open_to_others(env: &Env) {
 }
 
 /// `hotconf run` with the env's dirs plus `extra`, environment cleaned.
+/// Edits here are applied by explicit reloads whose outcome the tests read,
+/// so neither the watcher nor the poll may apply them first.
 fn run_command(env: &Env, extra: &[&str]) -> Command {
     let mut cmd = Command::new(common::bin());
     cmd.args(env.run_args())
-        .args(["--poll-interval", "0"])
+        .args(["--poll-interval", "0", "--no-watch"])
         .args(extra)
         .stdin(Stdio::null());
     for (k, _) in std::env::vars() {
