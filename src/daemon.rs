@@ -6,7 +6,7 @@
 //! catch signals (before anything else, so an early SIGHUP cannot kill the
 //! process), [`Daemon::start`] (store + reloader + startup load; exit 1 with
 //! every error printed when a document is invalid), start the other
-//! components from the [`Daemon`]'s parts, [`Daemon::serve`] until
+//! components from the [`Daemon`]'s parts, `Daemon::serve` until
 //! SIGTERM/SIGINT, then [`Daemon::stop`].
 //!
 //! Signal handlers only enqueue; nothing here reads a file.

@@ -40,7 +40,7 @@
 //! waits for it (except, bounded, at the barrier).
 //!
 //! Threads: events are classified on `notify`'s inotify thread, in the
-//! callback, under a short lock ([`Core`]). One `hotconf-watch` thread owns
+//! callback, under a short lock (`Core`). One `hotconf-watch` thread owns
 //! the `notify` watcher and does what the callback must not (adding and
 //! removing watches from inside `notify`'s callback would deadlock): timers,
 //! (re-)watching directories, retries, health.
