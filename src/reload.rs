@@ -568,11 +568,12 @@ impl Reloader {
 
         // Phase 1: read everything, decide what needs judging. If a file
         // was replaced while the set was being read (a ConfigMap `..data`
-        // swap, a rename-save), the reads may mix before and after: read
-        // the set again, so a reload never sees a mix that never existed.
+        // swap, a rename-save, a shared schema rewritten), the reads may mix
+        // before and after: read the set again, so a reload never sees a
+        // mix that never existed.
         let mut scans = 0u32;
         let (mut scanned, mut skipped, vanished) = loop {
-            let before = identities(&listing);
+            let before = identities(&listing, &self.config.schema_dir);
             let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
             let mut skipped: HashSet<&str> = HashSet::new();
             let mut vanished: Vec<String> = Vec::new();
@@ -607,7 +608,7 @@ impl Reloader {
                 scanned.push((name.clone(), s, plan));
             }
             scans = scans.saturating_add(1);
-            if scans >= MAX_SCANS || identities(&listing) == before {
+            if scans >= MAX_SCANS || identities(&listing, &self.config.schema_dir) == before {
                 break (scanned, skipped, vanished);
             }
         };
@@ -872,19 +873,6 @@ impl Reloader {
                 published_at: now,
                 documents,
             });
-            self.store.publish_arc(snapshot.clone());
-            for (name, doc) in &accepted {
-                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
-            }
-            for name in &removed {
-                let source = current
-                    .get(name)
-                    .map(|d| d.source.clone())
-                    .unwrap_or_default();
-                logging::document_removed(name, &source);
-            }
-            let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
-            logging::snapshot_published(generation, &names, &removed);
             if let Some(p) = &mut self.persister {
                 // The exact inputs of what was just published, for the state.
                 let names: HashSet<&str> = accepted.iter().map(|(n, _)| n.as_str()).collect();
@@ -903,6 +891,27 @@ impl Reloader {
             trigger == Trigger::Startup && docs.values().any(|d| d.state != DocState::Ok);
         if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
             self.persist(&snapshot);
+        }
+
+        // Publish: the snapshot, then at once the status that goes with it,
+        // and only then wake blocking queries and subscribers, so that what
+        // they read after waking is the snapshot *and* the status of this
+        // reload (never the new generation beside the last reload's status).
+        if publish {
+            self.store.store_snapshot(snapshot.clone());
+            let generation = snapshot.generation;
+            for (name, doc) in &accepted {
+                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
+            }
+            for name in &removed {
+                let source = current
+                    .get(name)
+                    .map(|d| d.source.clone())
+                    .unwrap_or_default();
+                logging::document_removed(name, &source);
+            }
+            let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
+            logging::snapshot_published(generation, &names, &removed);
         }
 
         let outcome = ReloadOutcome {
@@ -929,6 +938,9 @@ impl Reloader {
                 s.last_success_at = Some(SystemTime::now());
             }
         });
+        if publish {
+            self.store.notify_generation(snapshot.generation);
+        }
         for o in &self.observers {
             o.reload_finished(&outcome, &status, &snapshot);
         }
@@ -962,12 +974,43 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What each listed file is (device, inode; symlinks followed): a change
 /// means it was replaced.
-fn identities(listing: &BTreeMap<String, PathBuf>) -> Vec<Option<(u64, u64)>> {
+fn identities(listing: &BTreeMap<String, PathBuf>, schema_dir: &Path) -> Identities {
     use std::os::unix::fs::MetadataExt;
-    listing
+    let documents = listing
         .values()
         .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
-        .collect()
+        .collect();
+    // Schema files are shared by many documents and each document's
+    // closure is read separately, so a swap or an in-place rewrite of a
+    // shared file in the middle of the reads must be noticed too: identity
+    // plus size and modification time, for every file of the directory.
+    let mut schemas: Vec<SchemaIdentity> = std::fs::read_dir(schema_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let meta = std::fs::metadata(e.path())
+                        .ok()
+                        .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+                    (e.file_name(), meta)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    schemas.sort();
+    Identities { documents, schemas }
+}
+
+/// One schema directory entry's name and (dev, inode, size, mtime s, ns).
+type SchemaIdentity = (std::ffi::OsString, Option<(u64, u64, u64, i64, i64)>);
+
+/// What must not change while a reload reads its inputs (see phase 1).
+#[derive(Debug, PartialEq, Eq)]
+struct Identities {
+    /// Each listed document's (device, inode), in listing order.
+    documents: Vec<Option<(u64, u64)>>,
+    /// Every schema directory entry, sorted by name.
+    schemas: Vec<SchemaIdentity>,
 }
 
 /// The rejection of a valid document held back because `blocker` was

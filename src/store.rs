@@ -106,7 +106,20 @@ impl Store {
     /// Reloader only.
     pub fn publish_arc(&self, snapshot: Arc<Snapshot>) {
         let generation = snapshot.generation;
+        self.store_snapshot(snapshot);
+        self.notify_generation(generation);
+    }
+
+    /// Makes `snapshot` the one every `load()` returns, without waking
+    /// anyone yet: the reloader stores the matching status first, then
+    /// calls [`Store::notify_generation`]. Reloader only.
+    pub fn store_snapshot(&self, snapshot: Arc<Snapshot>) {
         self.snapshot.store(snapshot);
+    }
+
+    /// Wakes blocking queries and subscribers for `generation`, already
+    /// stored with [`Store::store_snapshot`]. Reloader only.
+    pub fn notify_generation(&self, generation: u64) {
         self.generation_tx.send_replace(generation);
     }
 
