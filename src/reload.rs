@@ -899,26 +899,13 @@ impl Reloader {
         // reload (never the new generation beside the last reload's status).
         if publish {
             self.store.store_snapshot(snapshot.clone());
-            let generation = snapshot.generation;
-            for (name, doc) in &accepted {
-                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
-            }
-            for name in &removed {
-                let source = current
-                    .get(name)
-                    .map(|d| d.source.clone())
-                    .unwrap_or_default();
-                logging::document_removed(name, &source);
-            }
-            let names: Vec<String> = accepted.iter().map(|(n, _)| n.clone()).collect();
-            logging::snapshot_published(generation, &names, &removed);
         }
 
         let outcome = ReloadOutcome {
             trigger,
             at,
             duration: started.elapsed(),
-            accepted: accepted.into_iter().map(|(n, _)| n).collect(),
+            accepted: accepted.iter().map(|(n, _)| n.clone()).collect(),
             rejected,
             removed,
             generation: snapshot.generation,
@@ -939,6 +926,18 @@ impl Reloader {
             }
         });
         if publish {
+            let generation = snapshot.generation;
+            for (name, doc) in &accepted {
+                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
+            }
+            for name in &outcome.removed {
+                let source = current
+                    .get(name)
+                    .map(|d| d.source.clone())
+                    .unwrap_or_default();
+                logging::document_removed(name, &source);
+            }
+            logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
             self.store.notify_generation(snapshot.generation);
         }
         for o in &self.observers {

@@ -82,6 +82,26 @@ impl Store {
         self.status.load_full()
     }
 
+    /// The current snapshot and the status that goes with it. The reloader
+    /// stores a new snapshot and then, at once, its status; a read landing
+    /// between the two would pair the new generation with the previous
+    /// reload's status, so that window (microseconds) is waited out —
+    /// boundedly: a status that never catches up (e.g. a snapshot restored
+    /// from the state directory before the startup reload ends) is returned
+    /// as it is.
+    pub fn load_with_status(&self) -> (Arc<Snapshot>, Arc<Status>) {
+        let mut pair = (self.load_full(), self.status());
+        for _ in 0..1000 {
+            let status_generation = pair.1.last_reload.as_ref().map(|r| r.generation);
+            if status_generation.is_none_or(|g| g >= pair.0.generation) {
+                break;
+            }
+            std::thread::yield_now();
+            pair = (self.load_full(), self.status());
+        }
+        pair
+    }
+
     /// A receiver that sees every new generation (and only those).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation_tx.subscribe()

@@ -274,13 +274,15 @@ async fn status(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    let snapshot = wait_for(&api, q, snapshot_ready).await;
+    // What the wait saw is a lower bound; answer with a matching pair.
+    let _ = wait_for(&api, q, snapshot_ready).await;
+    let (snapshot, status) = api.store.load_with_status();
     let trusted = peer.is_trusted(api.daemon_uid);
     let body = views::status(
         api.store.instance(),
         api.store.started_at(),
         &snapshot,
-        &api.store.status(),
+        &status,
         trusted,
     );
     Ok(with_headers(
