@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{http, log_field, strict_schema, wait_until, Daemon, Env, DEADLINE};
+use common::{http, log_field, sample, strict_schema, wait_until, Daemon, Env, DEADLINE};
 
 fn port_schema() -> Value {
     strict_schema(json!({"port": {"type": "integer", "minimum": 1, "maximum": 65535}}))
@@ -327,18 +327,6 @@ fn reload_over_the_api_with_a_good_and_a_bad_file() {
 
 fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parse")
-}
-
-fn sample(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .and_then(|x| match x.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
 }
 
 #[test]

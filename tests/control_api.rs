@@ -17,7 +17,7 @@ use hotconf::status::{DocState, DocStatus, LastError, ReloadOutcome, Status, Tri
 use hotconf::{Code, Problem, Rejection, ServedDocument, Snapshot, Store};
 use serde_json::{json, Value};
 
-use common::{http, DEADLINE};
+use common::{http, sample, DEADLINE};
 
 /// What the stand-in reloader publishes on the next `POST /v1/reload`.
 type Prepared = (Option<Snapshot>, Status, ReloadOutcome);
@@ -569,19 +569,6 @@ fn reload_over_the_api_good_and_bad() {
 fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     prometheus_parse::Scrape::parse(lines).expect("parse metrics")
-}
-
-fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .and_then(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
 }
 
 #[test]

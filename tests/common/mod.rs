@@ -354,3 +354,22 @@ pub fn strict_schema(props: serde_json::Value) -> serde_json::Value {
         "additionalProperties": false,
     })
 }
+
+/// The value of the first sample of `metric` carrying every label of
+/// `labels` in a parsed Prometheus scrape (counters, gauges, untyped).
+pub fn sample(
+    scrape: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
