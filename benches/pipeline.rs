@@ -6,9 +6,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hotconf::document;
 use hotconf::pipeline;
-use hotconf::schema::SchemaCache;
+use hotconf::pipeline::document;
+use hotconf::pipeline::schema::SchemaCache;
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

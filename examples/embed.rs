@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotconf::daemon::LogFormat;
-use hotconf::logging::{self, LogObserver};
+use hotconf::observe::logging::{self, LogObserver};
 use hotconf::{ReloadConfig, Reloader, Store, Trigger, TypedView};
 use serde::Deserialize;
 

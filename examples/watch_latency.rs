@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hotconf::reload::{ReloadConfig, ReloadObserver, Reloader, Unsettled};
-use hotconf::snapshot::Snapshot;
-use hotconf::status::{ReloadOutcome, Status, Trigger};
+use hotconf::store::snapshot::Snapshot;
+use hotconf::store::status::{ReloadOutcome, Status, Trigger};
 use hotconf::watch::{WatchHealth, WatchSignal, Watcher};
 use hotconf::Store;
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hotconf::reload::{ReloadConfig, Reloader};
-use hotconf::status::Trigger;
+use hotconf::store::status::Trigger;
 use hotconf::Store;
 use serde_json::{json, Value};
 

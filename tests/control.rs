@@ -854,7 +854,7 @@ fn daemon_and_client_agree_on_the_socket_from_the_environment() {
     );
     assert_eq!(stdout(&o), "1\n");
     // (Unless a system daemon's socket exists: clients try it first.)
-    if !Path::new(hotconf::paths::SYSTEM_SOCKET).exists() {
+    if !Path::new(hotconf::control::paths::SYSTEM_SOCKET).exists() {
         let o = cli(&["get", "a/port"], &[("XDG_RUNTIME_DIR", &runtime)]);
         assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
     }

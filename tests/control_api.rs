@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hotconf::control::{Context, ReloadFuture, ReloadService, Running, Server, ServerOptions};
 use hotconf::control::{Limits, SocketOptions};
-use hotconf::metrics::Metrics;
+use hotconf::observe::metrics::Metrics;
 use hotconf::reload::{ReloadObserver, ReloaderGone};
-use hotconf::status::{DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
+use hotconf::store::status::{DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
 use hotconf::{Code, Problem, Rejection, ServedDocument, Snapshot, Store};
 use serde_json::{json, Value};
 
@@ -131,7 +131,7 @@ impl Drop for Fixture {
 
 fn served(name: &str, value: Value, generation: u64) -> (String, Arc<ServedDocument>) {
     let text = value.to_string();
-    let sha = hotconf::document::sha256_hex(text.as_bytes());
+    let sha = hotconf::pipeline::document::sha256_hex(text.as_bytes());
     let value = Arc::new(value);
     (
         name.to_string(),

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use hotconf::document;
-use hotconf::rejection::{Code, Rejection};
+use hotconf::pipeline::document;
+use hotconf::pipeline::rejection::{Code, Rejection};
 use toml::value::{Datetime, Offset};
 
 /// Files where the `toml` crate (or hotconf's use of it) disagrees with

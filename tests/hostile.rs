@@ -18,10 +18,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotconf::document::{self, DEFAULT_MAX_FILE_SIZE, MAX_DEPTH};
 use hotconf::pipeline;
-use hotconf::rejection::{Code, Rejection};
-use hotconf::schema::SchemaCache;
+use hotconf::pipeline::document::{self, DEFAULT_MAX_FILE_SIZE, MAX_DEPTH};
+use hotconf::pipeline::rejection::{Code, Rejection};
+use hotconf::pipeline::schema::SchemaCache;
 use serde_json::json;
 
 /// The stack the daemon's workers have; set explicitly so that a
@@ -143,7 +143,10 @@ impl Dirs {
     }
 
     /// Loads schema `name` with a fresh cache, bounded.
-    fn load(&self, name: &str) -> Result<std::sync::Arc<hotconf::schema::Schema>, Rejection> {
+    fn load(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<hotconf::pipeline::schema::Schema>, Rejection> {
         let dir = self.schemas.clone();
         let name = name.to_string();
         bounded(&format!("load schema {name}"), DEADLINE, move || {

@@ -8,10 +8,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hotconf::rejection::Code;
+use hotconf::pipeline::rejection::Code;
 use hotconf::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
-use hotconf::snapshot::Snapshot;
-use hotconf::status::{DocState, ReloadOutcome, Status, Trigger};
+use hotconf::store::snapshot::Snapshot;
+use hotconf::store::status::{DocState, ReloadOutcome, Status, Trigger};
 use hotconf::Store;
 use serde_json::json;
 
@@ -80,7 +80,7 @@ fn per_document_acceptance_publishes_the_good_and_keeps_the_last_good_of_the_bad
     assert_eq!(err.rejection.code, Code::Schema);
     assert_eq!(
         err.sha256.as_deref(),
-        Some(hotconf::document::sha256_hex(b"port = \"nope\"\n").as_str()),
+        Some(hotconf::pipeline::document::sha256_hex(b"port = \"nope\"\n").as_str()),
         "sha256 of the rejected bytes"
     );
     assert_eq!(status.counters.rejections, 1);

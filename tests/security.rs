@@ -165,7 +165,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Raises this process's open-file limit to its hard limit (the tests hold
 /// thousands of connections). Returns the new soft limit.
 fn raise_own_nofile() -> u64 {
-    hotconf::rlimit::raise_nofile(u64::MAX)
+    hotconf::daemon::rlimit::raise_nofile(u64::MAX)
         .expect("getrlimit")
         .soft
 }

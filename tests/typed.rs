@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotconf::rejection::Code;
+use hotconf::pipeline::rejection::Code;
 use hotconf::reload::{ReloadConfig, ReloadHandle, Reloader};
-use hotconf::status::{DocState, ReloadOutcome, Trigger};
+use hotconf::store::status::{DocState, ReloadOutcome, Trigger};
 use hotconf::{Store, TypedView};
 use serde::Deserialize;
 use serde_json::json;

@@ -42,7 +42,7 @@ fn doc(v: u64, name: &str) -> String {
 }
 
 fn sha(text: &str) -> String {
-    hotconf::document::sha256_hex(text.as_bytes())
+    hotconf::pipeline::document::sha256_hex(text.as_bytes())
 }
 
 impl Hot {

@@ -140,7 +140,7 @@ impl Connection {
                 ClientError::NotRunning { path, source }
             }
         })?;
-        let own = crate::paths::current_uid();
+        let own = crate::control::paths::current_uid();
         let cred = stream.peer_cred().map_err(|e| {
             ClientError::Protocol(format!("cannot read the server's credentials: {e}"))
         })?;

@@ -23,10 +23,10 @@ use tokio::time::Instant;
 
 use super::conn::Peer;
 use super::views;
-use crate::metrics::{self, Metrics};
+use crate::observe::metrics::{self, Metrics};
 use crate::reload::{ReloadHandle, ReloaderGone};
-use crate::snapshot::Snapshot;
-use crate::status::{ReloadOutcome, Trigger};
+use crate::store::snapshot::Snapshot;
+use crate::store::status::{ReloadOutcome, Trigger};
 use crate::store::Store;
 
 /// `X-Hotconf-Generation`: the generation the answer reflects.

@@ -19,6 +19,7 @@
 
 mod api;
 mod conn;
+pub mod paths;
 pub mod socket;
 pub mod views;
 
@@ -36,13 +37,13 @@ pub use api::{
 pub use conn::{Limits, Peer};
 pub use socket::{BindError, SocketFile, SocketOptions};
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::store::Store;
 
 /// Concurrent connections on `--metrics-listen`. A scraper needs one or
 /// two; the cap keeps a flood of a TCP port — reachable from further away
 /// than the socket — from using descriptors the reloader needs (they come
-/// out of [`crate::rlimit::RESERVED_FDS`]).
+/// out of [`crate::daemon::rlimit::RESERVED_FDS`]).
 pub const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// Everything needed to bind the control socket and the metrics port.
@@ -55,33 +56,6 @@ pub struct ServerOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// Connection limits.
     pub limits: Limits,
-}
-
-impl ServerOptions {
-    /// Options from the daemon's settings: resolves the socket path (SPEC
-    /// §4, creating the private `/tmp` fallback directory if it comes to
-    /// that).
-    pub fn from_settings(settings: &crate::daemon::Settings) -> Result<Self, BindError> {
-        let resolved =
-            crate::paths::resolve_socket(settings.socket.as_deref(), crate::paths::Role::Daemon);
-        crate::paths::prepare_socket_dir(&resolved).map_err(|source| BindError::Io {
-            path: resolved.path.clone(),
-            source,
-        })?;
-        let path = resolved.path;
-        Ok(ServerOptions {
-            socket: SocketOptions {
-                path,
-                mode: settings.socket_mode,
-                group: settings.socket_group.clone(),
-            },
-            metrics_listen: settings.metrics_listen,
-            limits: Limits {
-                max_connections: settings.max_connections,
-                ..Limits::default()
-            },
-        })
-    }
 }
 
 /// What the handlers serve from.
@@ -152,7 +126,7 @@ impl Server {
         let metrics_addr = self.metrics_addr();
         let (stop, stopped) = watch::channel(false);
         let waiting = Arc::new(AtomicUsize::new(0));
-        let daemon_uid = crate::paths::current_uid();
+        let daemon_uid = crate::control::paths::current_uid();
         let api = Arc::new(api::Api {
             store: ctx.store,
             reloader: ctx.reloader,

@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::snapshot::{ServedDocument, Snapshot};
-use crate::status::{DocState, LastError, ReloadOutcome, Status};
+use crate::store::snapshot::{ServedDocument, Snapshot};
+use crate::store::status::{DocState, LastError, ReloadOutcome, Status};
 
 /// Largest time humantime can print (9999-12-31T23:59:59Z).
 const MAX_RFC3339_SECS: u64 = 253_402_300_799;

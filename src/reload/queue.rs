@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::status::{ReloadOutcome, Trigger};
+use crate::store::status::{ReloadOutcome, Trigger};
 
 /// Where a requester waits for the outcome of the reload that serves it.
 pub(crate) type Reply = oneshot::Sender<ReloadOutcome>;

@@ -6,14 +6,14 @@
 //! | limit | value | verdict |
 //! |---|---|---|
 //! | file size ([`crate::pipeline::Limits::max_file_size`], `--max-file-size`) | 4 MiB | `E_TOO_LARGE`, never read whole |
-//! | nesting depth ([`crate::document::MAX_DEPTH`]) | 64 | `E_PARSE` at the first too-deep place |
+//! | nesting depth ([`crate::pipeline::document::MAX_DEPTH`]) | 64 | `E_PARSE` at the first too-deep place |
 //! | schema regexes ([`pattern_options`]) | linear-time engine | lookaround/backreference: `E_SCHEMA_INVALID` |
-//! | violations listed ([`crate::schema::MAX_PROBLEMS`]) | 100 | the rest counted in one last problem |
+//! | violations listed ([`crate::pipeline::schema::MAX_PROBLEMS`]) | 100 | the rest counted in one last problem |
 //! | state manifest, documents, blobs ([`crate::persist`]) | 16 MiB, 10,000, 1 GiB in all | the persisted state is ignored (`state_ignored`) |
 //!
 //! The control socket's limits (connections, header and body size,
 //! timeouts) are [`crate::control::Limits`]; the open-file limit they need
-//! is raised by [`crate::rlimit`].
+//! is raised by [`crate::daemon::rlimit`].
 //!
 //! This module does no I/O and holds no state.
 

@@ -18,12 +18,21 @@ use std::path::Path;
 use tracing::{debug, info, warn};
 use tracing_subscriber::EnvFilter;
 
-use crate::daemon::LogFormat;
 use crate::pipeline::display_path;
-use crate::rejection::Rejection;
-use crate::reload::ReloadObserver;
-use crate::snapshot::Snapshot;
-use crate::status::{ReloadOutcome, Status, Trigger};
+use crate::pipeline::rejection::Rejection;
+use crate::store::snapshot::Snapshot;
+use crate::store::status::ReloadObserver;
+use crate::store::status::{ReloadOutcome, Status, Trigger};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (no ANSI colours unless stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber: `format` to stderr, filtered by `level`
 /// (`info`, `debug`, or any `tracing` filter directive). ANSI colours only
@@ -289,7 +298,7 @@ impl ReloadObserver for LogObserver {
         let not_ok: Vec<String> = status
             .documents
             .iter()
-            .filter(|(_, d)| d.state != crate::status::DocState::Ok)
+            .filter(|(_, d)| d.state != crate::store::status::DocState::Ok)
             .map(|(n, _)| n.clone())
             .collect();
         let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);

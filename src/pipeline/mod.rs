@@ -2,12 +2,17 @@
 //! validate. What `hotconf check` runs and what the reloader runs per
 //! document. No daemon state here: no store, no status, no watching.
 
+pub mod document;
+pub mod limits;
+pub mod rejection;
+pub mod schema;
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use crate::document::{self, Parsed};
-use crate::rejection::{Code, Rejection};
-use crate::schema::{Schema, SchemaCache};
+use crate::pipeline::document::Parsed;
+use crate::pipeline::rejection::{Code, Rejection};
+use crate::pipeline::schema::{Schema, SchemaCache};
 
 /// Limits applied to every document read.
 #[derive(Debug, Clone, Copy)]

@@ -51,12 +51,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::document;
-use crate::logging;
+use crate::observe::logging;
+use crate::pipeline::document;
+use crate::pipeline::schema::Schema;
 use crate::pipeline::{self, Limits};
-use crate::schema::Schema;
-use crate::snapshot::Snapshot;
-use crate::status::PersistStatus;
+use crate::store::snapshot::Snapshot;
+use crate::store::status::PersistStatus;
 
 /// The manifest's file name inside the state directory.
 pub const MANIFEST: &str = "state.json";
@@ -514,7 +514,7 @@ impl Persister {
                 )
             })?;
             let mut doc =
-                crate::reload::served_document(&source, &bytes, parsed.value, &schema, None);
+                crate::store::served_document(&source, &bytes, parsed.value, &schema, None);
             doc.generation = entry.generation;
             doc.loaded_at = from_ns(entry.loaded_at_ns);
             documents.insert(name.clone(), Arc::new(doc));
@@ -678,7 +678,7 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SchemaCache;
+    use crate::pipeline::schema::SchemaCache;
 
     /// A temp dir with `configs/`, `schemas/` (one schema: `port`) and the
     /// path of a state dir.
@@ -749,7 +749,7 @@ mod tests {
                 .expect("schema loads");
             let source = self.configs().join(format!("{name}.toml"));
             let parsed = pipeline::evaluate(name, text.as_bytes(), &schema).expect("valid");
-            let mut doc = crate::reload::served_document(
+            let mut doc = crate::store::served_document(
                 &source,
                 text.as_bytes(),
                 parsed.value,
@@ -978,7 +978,7 @@ mod tests {
         let mut f = Fixture::new();
         let snap = persisted_app(&mut f);
         let (mut p, _) = f.open();
-        let mut doc = crate::snapshot::ServedDocument::clone(&snap.documents["app"]);
+        let mut doc = crate::store::snapshot::ServedDocument::clone(&snap.documents["app"]);
         doc.sha256 = "0".repeat(64);
         let mut documents = snap.documents.clone();
         documents.insert("app".into(), Arc::new(doc));

@@ -21,142 +21,29 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::document;
-use crate::logging;
+use crate::observe::logging;
 use crate::persist::Persister;
+use crate::pipeline::document;
+use crate::pipeline::rejection::{Code, Problem, Rejection};
+use crate::pipeline::schema::{Schema, SchemaCache};
 use crate::pipeline::{self, Limits};
-use crate::rejection::{Code, Problem, Rejection};
-use crate::schema::{Schema, SchemaCache};
-use crate::snapshot::{ServedDocument, Snapshot};
-use crate::status::{Counters, DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
+use crate::store::snapshot::{ServedDocument, Snapshot};
+use crate::store::status::{Counters, DocState, DocStatus, LastError, ReloadOutcome, Trigger};
+use crate::store::typed::TypeRegistry;
 use crate::store::Store;
-use crate::typed::TypeRegistry;
 
 use queue::{Batch, Queue};
 
-/// Something that wants to know when reloads start and end (systemd
-/// notifications, metrics, logs). Called on the reloader's task: must be
-/// quick and must not block.
-pub trait ReloadObserver: Send + Sync {
-    /// A reload that will do something has started: it is explicit, or a
-    /// change was found. Not called for a poll or rescan that finds nothing.
-    fn reload_started(&self, trigger: Trigger) {
-        let _ = trigger;
-    }
-
-    /// That reload has ended (its snapshot, if any, is published and
-    /// persisted). `status` and `snapshot` are the state after it.
-    fn reload_finished(&self, outcome: &ReloadOutcome, status: &Status, snapshot: &Snapshot) {
-        let _ = (outcome, status, snapshot);
-    }
-}
-
-/// Paths a writer is still producing (a bare modification without a close,
-/// inside its debounce window). The watcher inserts and removes them; an
-/// implicit reload (watch, poll) skips them so a half-written file is never
-/// read; an explicit reload reads everything.
-///
-/// It is also the barrier that makes that check exact. Events reach the
-/// watcher a little after the write that caused them, so an implicit reload
-/// could read a file a writer has just truncated before the watcher has
-/// marked it. The watcher counts the opens of each watched directory
-/// itself that it has processed (in order with every other event); after
-/// reading, the reloader opens the directory once more and waits
-/// ([`Unsettled::catch_up`]) until the watcher has processed that open:
-/// every write that began before the reads ended is then reflected here,
-/// and the reloader checks again.
-#[derive(Debug, Default)]
-pub struct Unsettled {
-    /// The paths being written (`config_dir.join(file_name)`).
-    paths: Mutex<HashSet<PathBuf>>,
-    /// Per watched directory (as configured): opens of the directory itself
-    /// the watcher has processed. Absent: not watched, no barrier.
-    opens: Mutex<HashMap<PathBuf, u64>>,
-    /// Wakes [`Unsettled::catch_up`] when `opens` moves.
-    opened: Condvar,
-}
-
-impl Unsettled {
-    /// Marks `path` as being written.
-    pub fn insert(&self, path: &Path) {
-        if let Ok(mut set) = self.paths.lock() {
-            set.insert(path.to_path_buf());
-        }
-    }
-
-    /// Marks `path` as complete.
-    pub fn remove(&self, path: &Path) {
-        if let Ok(mut set) = self.paths.lock() {
-            set.remove(path);
-        }
-    }
-
-    /// Whether `path` is still being written.
-    pub fn contains(&self, path: &Path) -> bool {
-        self.paths.lock().map(|s| s.contains(path)).unwrap_or(false)
-    }
-
-    /// Watcher: `dir` (as configured) is watched now, or not any more.
-    pub fn set_watched(&self, dir: &Path, watched: bool) {
-        if let Ok(mut opens) = self.opens.lock() {
-            if watched {
-                opens.entry(dir.to_path_buf()).or_insert(0);
-            } else {
-                opens.remove(dir);
-            }
-        }
-        self.opened.notify_all();
-    }
-
-    /// Watcher: it has processed an open of `dir` itself, and every event
-    /// queued before it.
-    pub fn dir_opened(&self, dir: &Path) {
-        if let Ok(mut opens) = self.opens.lock() {
-            if let Some(n) = opens.get_mut(dir) {
-                // ok: wrapping — a u64 of opens does not wrap in practice,
-                // and a wrap only ends one barrier early.
-                *n = n.wrapping_add(1);
-            }
-        }
-        self.opened.notify_all();
-    }
-
-    /// Reloader: a ticket for [`Unsettled::catch_up`], taken before it lists
-    /// `dir`. `None` when `dir` is not watched (there is no barrier).
-    pub fn ticket(&self, dir: &Path) -> Option<u64> {
-        self.opens.lock().ok().and_then(|o| o.get(dir).copied())
-    }
-
-    /// Reloader, after listing `dir` (one open) and reading its files:
-    /// opens `dir` once more and waits, up to `timeout`, until the watcher
-    /// has processed both opens. Returns whether it has (then
-    /// [`Unsettled::contains`] reflects every write that began before
-    /// this call). Returns at once when `dir` stops being watched.
-    pub fn catch_up(&self, dir: &Path, ticket: u64, timeout: Duration) -> bool {
-        // Opening a directory read-only is an inotify IN_OPEN on it.
-        if std::fs::File::open(dir).is_err() {
-            return false;
-        }
-        let Ok(guard) = self.opens.lock() else {
-            return false;
-        };
-        let waited = self.opened.wait_timeout_while(guard, timeout, |opens| {
-            // Keep waiting while watched and not there yet.
-            opens.get(dir).is_some_and(|n| n.wrapping_sub(ticket) < 2)
-        });
-        match waited {
-            Ok((opens, _)) => opens.get(dir).is_some_and(|n| n.wrapping_sub(ticket) >= 2),
-            Err(_) => false,
-        }
-    }
-}
+use crate::store::served_document;
+pub use crate::store::status::ReloadObserver;
+pub use crate::watch::Unsettled;
 
 /// What the reloader reads and how it judges. Build it with
 /// [`ReloadConfig::new`] and adjust the fields.
@@ -1023,40 +910,6 @@ fn held_back(label: &str, blocker: &Rejection) -> Rejection {
             blocker.file
         ),
     )
-}
-
-/// What would be served for a valid document (also what a restore from
-/// the state directory builds).
-pub(crate) fn served_document(
-    path: &Path,
-    bytes: &[u8],
-    value: serde_json::Value,
-    schema: &Schema,
-    typed: Option<crate::typed::AnyTyped>,
-) -> ServedDocument {
-    let sha256 = document::sha256_hex(bytes);
-    let value = Arc::new(value);
-    let has_secrets = schema.has_secrets();
-    let (redacted, redacted_sha256) = if has_secrets {
-        let r = schema.redact(&value);
-        // ok: serializing a `Value` cannot fail (its keys are strings).
-        let text = serde_json::to_vec(&r).unwrap_or_default();
-        (Arc::new(r), document::sha256_hex(&text))
-    } else {
-        (value.clone(), sha256.clone())
-    };
-    ServedDocument {
-        value,
-        redacted,
-        has_secrets,
-        sha256,
-        redacted_sha256,
-        generation: 0,
-        loaded_at: SystemTime::now(),
-        source: path.to_path_buf(),
-        schema_sha256: schema.sha256.clone(),
-        typed,
-    }
 }
 
 /// Fault injection for integration tests, compiled into debug builds only.

@@ -44,10 +44,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::document::{self, Parsed, Target};
-use crate::rejection::{Code, Problem, Rejection};
-use crate::schema::{Schema, REDACTED};
-use crate::snapshot::ServedDocument;
+use crate::pipeline::document::{self, Parsed, Target};
+use crate::pipeline::rejection::{Code, Problem, Rejection};
+use crate::pipeline::schema::{Schema, REDACTED};
+use crate::store::snapshot::ServedDocument;
 use crate::store::Store;
 
 /// A typed value as it is stored in a snapshot: any registered `T`.
@@ -368,7 +368,7 @@ impl Store {
     /// The served value of document `name` as its registered type `T`:
     /// `None` when it is not served, or `T` is not the type registered for
     /// it. Lock-free, no deserialization: see the module's performance
-    /// model ([`crate::typed`]).
+    /// model ([`crate::store::typed`]).
     pub fn typed<T: Send + Sync + 'static>(&self, name: &str) -> Option<Arc<T>> {
         self.load().get(name)?.typed::<T>()
     }

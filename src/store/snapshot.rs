@@ -35,10 +35,10 @@ pub struct ServedDocument {
     /// SHA-256 of its schema's closure.
     pub schema_sha256: String,
     /// This version deserialized into the Rust type an embedding program
-    /// registered for the document (see [`crate::typed`]); built once, when
+    /// registered for the document (see [`crate::store::typed`]); built once, when
     /// the version was accepted. `None` when no type is registered. Read it
     /// with [`ServedDocument::typed`].
-    pub typed: Option<crate::typed::AnyTyped>,
+    pub typed: Option<crate::store::typed::AnyTyped>,
 }
 
 /// An immutable, complete view of the served configuration.

@@ -25,7 +25,7 @@ use serde_json::{Map, Number, Value};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::rejection::{Code, Problem, Rejection};
+use crate::pipeline::rejection::{Code, Problem, Rejection};
 
 /// Default for `--max-file-size`: 4 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::rejection::Rejection;
+use crate::pipeline::rejection::Rejection;
+use crate::store::snapshot::Snapshot;
 
 /// What started a reload. `Poll` and `Watch` are implicit; the others are
 /// explicit (they make the directory listing authoritative).
@@ -153,5 +154,22 @@ impl Status {
     /// Whether every document is `ok`.
     pub fn all_ok(&self) -> bool {
         self.documents.values().all(|d| d.state == DocState::Ok)
+    }
+}
+
+/// Something that wants to know when reloads start and end (systemd
+/// notifications, metrics, logs). Called on the reloader's task: must be
+/// quick and must not block.
+pub trait ReloadObserver: Send + Sync {
+    /// A reload that will do something has started: it is explicit, or a
+    /// change was found. Not called for a poll or rescan that finds nothing.
+    fn reload_started(&self, trigger: Trigger) {
+        let _ = trigger;
+    }
+
+    /// That reload has ended (its snapshot, if any, is published and
+    /// persisted). `status` and `snapshot` are the state after it.
+    fn reload_finished(&self, outcome: &ReloadOutcome, status: &Status, snapshot: &Snapshot) {
+        let _ = (outcome, status, snapshot);
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::paths::{self, Role};
+use crate::control::paths::{self, Role};
 use transport::{Answer, ClientError, Connection};
 
 /// Options shared by every client subcommand.

@@ -6,14 +6,22 @@
 //! Exactly one writer — the reloader — calls [`Store::publish`] and
 //! [`Store::set_status`]; everything else only loads.
 
+pub mod snapshot;
+pub mod status;
+pub mod typed;
+
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::snapshot::Snapshot;
-use crate::status::Status;
+use std::path::Path;
+
+use crate::pipeline::document;
+use crate::pipeline::schema::Schema;
+use crate::store::snapshot::{ServedDocument, Snapshot};
+use crate::store::status::Status;
 
 /// Shared, lock-free holder of the served snapshot and its status.
 pub struct Store {
@@ -181,8 +189,42 @@ pub fn new_instance_id() -> String {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let seed = format!("{}:{}:{:p}", std::process::id(), nanos, &bytes);
-        let digest = crate::document::sha256_hex(seed.as_bytes());
+        let digest = crate::pipeline::document::sha256_hex(seed.as_bytes());
         return digest.chars().take(32).collect();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What would be served for a valid document (also what a restore from
+/// the state directory builds).
+pub fn served_document(
+    path: &Path,
+    bytes: &[u8],
+    value: serde_json::Value,
+    schema: &Schema,
+    typed: Option<crate::store::typed::AnyTyped>,
+) -> ServedDocument {
+    let sha256 = document::sha256_hex(bytes);
+    let value = Arc::new(value);
+    let has_secrets = schema.has_secrets();
+    let (redacted, redacted_sha256) = if has_secrets {
+        let r = schema.redact(&value);
+        // ok: serializing a `Value` cannot fail (its keys are strings).
+        let text = serde_json::to_vec(&r).unwrap_or_default();
+        (Arc::new(r), document::sha256_hex(&text))
+    } else {
+        (value.clone(), sha256.clone())
+    };
+    ServedDocument {
+        value,
+        redacted,
+        has_secrets,
+        sha256,
+        redacted_sha256,
+        generation: 0,
+        loaded_at: SystemTime::now(),
+        source: path.to_path_buf(),
+        schema_sha256: schema.sha256.clone(),
+        typed,
+    }
 }

@@ -22,9 +22,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::reload::ReloadObserver;
-use crate::snapshot::Snapshot;
-use crate::status::{DocState, ReloadOutcome, Status, Trigger};
+use crate::store::snapshot::Snapshot;
+use crate::store::status::ReloadObserver;
+use crate::store::status::{DocState, ReloadOutcome, Status, Trigger};
 use crate::store::Store;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.

@@ -56,7 +56,9 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use crate::reload::Unsettled;
+mod unsettled;
+
+pub use unsettled::Unsettled;
 
 /// How often a lost directory or a failed inotify setup is retried when no
 /// event says it can be retried now.

@@ -44,8 +44,8 @@ use std::sync::Arc;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
-use crate::document::{self, Parsed, Target};
-use crate::rejection::{Code, Problem, Rejection};
+use crate::pipeline::document::{self, Parsed, Target};
+use crate::pipeline::rejection::{Code, Problem, Rejection};
 
 /// The virtual base URI under which closure files are given to the
 /// validator; `$ref`s resolve against it and are served from memory only.
@@ -998,7 +998,7 @@ fn compile(
         .with_base_uri(format!("{BASE_URI}{root}"))
         .with_retriever(retriever)
         .should_validate_formats(true)
-        .with_pattern_options(crate::limits::pattern_options())
+        .with_pattern_options(crate::pipeline::limits::pattern_options())
         // Formats are assertions here, so a format we cannot check (often a
         // typo: "datetime") is a schema error, not a silent pass.
         .should_ignore_unknown_formats(false)

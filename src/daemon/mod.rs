@@ -11,6 +11,8 @@
 //!
 //! Signal handlers only enqueue; nothing here reads a file.
 
+pub mod rlimit;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,28 +21,19 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::control::{self, Server, ServerOptions};
-use crate::logging::{self, LogObserver};
-use crate::metrics::Metrics;
+use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
+use crate::observe::logging::{self, LogObserver};
+use crate::observe::metrics::Metrics;
+use crate::observe::systemd::{Probe, Systemd};
 use crate::persist::Persister;
+use crate::pipeline::rejection::{Code, Rejection};
 use crate::pipeline::{self, Limits};
-use crate::rejection::{Code, Rejection};
 use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
-use crate::rlimit;
-use crate::status::{DocState, Trigger};
+use crate::store::status::{DocState, Trigger};
 use crate::store::{self, Store};
-use crate::systemd::{Probe, Systemd};
 use crate::watch::{WatchHealth, WatchSignal, Watcher};
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable lines (no ANSI colours unless stderr is a terminal).
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::observe::logging::LogFormat;
 
 /// Everything `hotconf run` is configured with (flags / `HOTCONF_*`).
 #[derive(Debug, Clone)]
@@ -206,7 +199,7 @@ impl Daemon {
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
             // The binary serves JSON only: no Rust types to check.
-            types: crate::typed::TypeRegistry::default(),
+            types: crate::store::typed::TypeRegistry::default(),
             limits: config_limits(&settings),
             all_or_nothing: settings.all_or_nothing,
             debounce: settings.debounce,
@@ -445,7 +438,7 @@ async fn run_async(settings: Settings) -> i32 {
     };
     // Claim the socket before the startup load: a second daemon on a live
     // socket must fail at once, naming it, without doing any work.
-    let server = match ServerOptions::from_settings(&settings).and_then(|o| Server::bind(&o)) {
+    let server = match server_options(&settings).and_then(|o| Server::bind(&o)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hotconf run: {e}");
@@ -556,4 +549,31 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
             None
         }
     }
+}
+
+/// Options from the daemon's settings: resolves the socket path (SPEC
+/// §4, creating the private `/tmp` fallback directory if it comes to
+/// that).
+fn server_options(settings: &Settings) -> Result<ServerOptions, BindError> {
+    let resolved = crate::control::paths::resolve_socket(
+        settings.socket.as_deref(),
+        crate::control::paths::Role::Daemon,
+    );
+    crate::control::paths::prepare_socket_dir(&resolved).map_err(|source| BindError::Io {
+        path: resolved.path.clone(),
+        source,
+    })?;
+    let path = resolved.path;
+    Ok(ServerOptions {
+        socket: SocketOptions {
+            path,
+            mode: settings.socket_mode,
+            group: settings.socket_group.clone(),
+        },
+        metrics_listen: settings.metrics_listen,
+        limits: ConnLimits {
+            max_connections: settings.max_connections,
+            ..ConnLimits::default()
+        },
+    })
 }

@@ -41,9 +41,9 @@ use sd_notify::NotifyState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::reload::ReloadObserver;
-use crate::snapshot::Snapshot;
-use crate::status::{DocState, ReloadOutcome, Status, Trigger};
+use crate::store::snapshot::Snapshot;
+use crate::store::status::ReloadObserver;
+use crate::store::status::{DocState, ReloadOutcome, Status, Trigger};
 
 /// How long one notification may wait for room in the notify socket's queue.
 /// systemd drains it promptly; a send that cannot complete in this time is
@@ -498,8 +498,8 @@ async fn run_probes(probes: &[Arc<Probe>], deadline: Duration) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::{Code, Rejection};
-    use crate::status::{DocStatus, LastError};
+    use crate::pipeline::rejection::{Code, Rejection};
+    use crate::store::status::{DocStatus, LastError};
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::SystemTime;
@@ -553,7 +553,7 @@ mod tests {
             let value = Arc::new(serde_json::json!({}));
             snap.documents.insert(
                 name.to_string(),
-                Arc::new(crate::snapshot::ServedDocument {
+                Arc::new(crate::store::snapshot::ServedDocument {
                     value: value.clone(),
                     redacted: value,
                     has_secrets: false,
