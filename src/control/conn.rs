@@ -23,7 +23,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -123,7 +123,7 @@ impl Peer {
 /// A listener our accept loop can drive.
 pub(crate) trait Accept: Send + 'static {
     /// The connection type.
-    type Io: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static;
+    type Io: Stream;
     /// Accepts one connection and says who it is.
     fn accept_peer(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
 }
@@ -283,9 +283,10 @@ async fn serve_connection<I>(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
+    I: Stream,
 {
-    let fd = io.as_raw_fd();
+    let io = Arc::new(io);
+    let probe = io.clone();
     let max_body = limits.max_body_bytes;
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
@@ -307,7 +308,7 @@ async fn serve_connection<I>(
         .max_header_size(limits.max_header_bytes)
         .keep_alive(true)
         .serve_connection(
-            TokioIo::new(SendTimeout::new(io, limits.send_timeout)),
+            TokioIo::new(SendTimeout::new(Shared(io), limits.send_timeout)),
             service,
         );
     tokio::pin!(conn);
@@ -317,9 +318,7 @@ async fn serve_connection<I>(
                 tracing::debug!(error = %e, "control socket: connection ended with an error");
             }
         }
-        // `conn` owns the descriptor and lives until this select ends, so
-        // `fd` stays this connection's for as long as it is checked.
-        () = hung_up(fd) => {
+        () = hung_up(&probe) => {
             tracing::debug!(
                 peer_uid = peer.uid,
                 peer_pid = peer.pid,
@@ -345,24 +344,129 @@ const HANGUP_CHECK: Duration = Duration::from_secs(1);
 /// leaves would otherwise keep its slot until the query's `wait` ends. A
 /// zero-timeout `poll(2)` every [`HANGUP_CHECK`] asks the kernel instead;
 /// it never consumes data.
-async fn hung_up(fd: RawFd) {
+async fn hung_up(stream: &impl AsFd) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    const NOW: Timespec = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let gone = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
     // Not at once: a quick request is answered before the first check.
     let mut tick = tokio::time::interval_at(Instant::now() + HANGUP_CHECK, HANGUP_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid, owned pollfd, count 1, zero timeout (never
-        // blocks); `fd` is open for as long as this future runs (see the
-        // caller). poll(2) only reports readiness, it reads nothing.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        if n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+        let mut fds = [PollFd::new(stream, PollFlags::RDHUP)];
+        if poll(&mut fds, Some(&NOW)).is_ok_and(|n| n > 0)
+            && fds.iter().any(|p| p.revents().intersects(gone))
+        {
             return;
         }
+    }
+}
+
+/// A stream tokio can read and write through `&self` (readiness, then a
+/// non-blocking `try_` call), which is what lets hyper and the hang-up
+/// check share one connection without a lock or a second descriptor.
+pub(crate) trait Stream: AsFd + Send + Sync + 'static {
+    /// Waits until the stream may be readable.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Reads what is there without waiting (`WouldBlock` when nothing is).
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Waits until the stream may be writable.
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Writes what fits without waiting (`WouldBlock` when nothing does).
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// Implements [`Stream`] with the inherent methods of the same names.
+macro_rules! stream {
+    ($t:ty) => {
+        impl Stream for $t {
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$t>::try_read(self, buf)
+            }
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
+            }
+        }
+    };
+}
+stream!(tokio::net::UnixStream);
+stream!(tokio::net::TcpStream);
+
+/// The connection as hyper sees it, while [`hung_up`] holds another `Arc`
+/// of the same stream. The descriptor closes when both are dropped, at the
+/// end of [`serve_connection`].
+struct Shared<S>(Arc<S>);
+
+impl<S: Stream> AsyncRead for Shared<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            // A spurious readiness is cleared by the `WouldBlock`, so the
+            // next `poll_read_ready` waits again.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<S: Stream> AsyncWrite for Shared<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Writes go straight to the socket; there is no buffer to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // What tokio's own streams do: end the sending side, keep reading.
+        let done = match rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write) {
+            Err(rustix::io::Errno::NOTCONN) => Ok(()),
+            other => other.map_err(io::Error::from),
+        };
+        Poll::Ready(done)
     }
 }
 

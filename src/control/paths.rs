@@ -121,8 +121,7 @@ pub fn fallback_dir(uid: u32) -> PathBuf {
 
 /// The effective uid of this process.
 pub fn current_uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Prepares the directory of a daemon's socket: for the `/tmp` fallback,

@@ -9,7 +9,7 @@
 //! path is missing. The process umask is never touched (other threads run).
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -98,7 +98,7 @@ pub fn claim(opts: &SocketOptions) -> Result<(UnixListener, SocketFile), BindErr
         _ => Path::new("."),
     };
     let private = create_private_dir(parent).map_err(io_err)?;
-    let staged = private.join("s");
+    let staged = private.path().join("s");
     let result = stage(&staged, opts.mode, gid)
         .map_err(io_err)
         .and_then(|staged_ok| {
@@ -108,8 +108,8 @@ pub fn claim(opts: &SocketOptions) -> Result<(UnixListener, SocketFile), BindErr
             std::fs::rename(&staged, path).map_err(io_err)?;
             Ok(staged_ok)
         });
-    let _ = std::fs::remove_file(&staged);
-    let _ = std::fs::remove_dir(&private);
+    // Removes the staged socket (if the rename did not happen) and the dir.
+    let _ = private.close();
     let (listener, id) = result?;
     Ok((
         listener,
@@ -161,22 +161,11 @@ fn check_existing(path: &Path) -> Result<(), BindError> {
 /// A fresh 0700 directory in `parent` with a short name (socket paths are
 /// limited to ~107 bytes, so the staged path must not be much longer than
 /// the final one).
-fn create_private_dir(parent: &Path) -> io::Result<PathBuf> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        ^ std::process::id().rotate_left(16);
-    let mut last = None;
-    for attempt in 0u32..16 {
-        let dir = parent.join(format!(".hc{:08x}", seed.wrapping_add(attempt)));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no free temporary name")))
+fn create_private_dir(parent: &Path) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(".hc")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
 }
 
 /// A group name or numeric gid → gid.
@@ -184,32 +173,11 @@ pub fn resolve_group(group: &str) -> Result<u32, BindError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let unknown = || BindError::UnknownGroup(group.to_string());
-    let name = std::ffi::CString::new(group).map_err(|_| unknown())?;
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `struct group` (pointers null, gid 0).
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: `name` is NUL-terminated; `grp`, `buf` (with its true
-        // length) and `result` are valid for writes for the whole call.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return Err(unknown());
-        }
-        return Ok(grp.gr_gid);
+    // getgrnam_r through nix, so that groups from NSS (LDAP, systemd-userdb)
+    // resolve as they do for every other tool; /etc/group alone would not.
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(BindError::UnknownGroup(group.to_string())),
     }
 }
 

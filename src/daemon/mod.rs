@@ -11,6 +11,7 @@
 //!
 //! Signal handlers only enqueue; nothing here reads a file.
 
+mod probe;
 pub mod rlimit;
 
 use std::net::SocketAddr;
@@ -292,7 +293,7 @@ impl Daemon {
         });
         let mut probes = vec![reloader];
         if let Some(control) = &self.control {
-            probes.push(Probe::control_socket(control.socket_path().to_path_buf()));
+            probes.push(probe::control_socket(control.socket_path().to_path_buf()));
         }
         probes
     }

@@ -16,6 +16,8 @@
 
 use std::io;
 
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
 /// Descriptors kept free for everything that is not a control-socket
 /// connection: config and schema files being read, inotify, the state
 /// directory, stdio, the runtime's own descriptors, and the `/metrics` TCP
@@ -59,17 +61,12 @@ pub fn connections_that_fit(soft: u64, wanted: usize) -> usize {
 /// the limits cannot even be read (a failed raise is reported as an
 /// unchanged soft limit, which the caller compares with what it wanted).
 pub fn raise_nofile(wanted: u64) -> io::Result<NofileLimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid, owned `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // `rlim_t` is `u64` on Linux, the only platform hotconf supports.
-    let before: u64 = lim.rlim_cur;
-    let hard: u64 = lim.rlim_max;
+    // rustix (already the crate for every other system call here) does what
+    // the `rlimit` crate would, without another dependency; `None` is
+    // `RLIM_INFINITY`, which the arithmetic below treats as `u64::MAX`.
+    let lim = getrlimit(Resource::Nofile);
+    let before = lim.current.unwrap_or(u64::MAX);
+    let hard = lim.maximum.unwrap_or(u64::MAX);
     let target = target_soft(before, hard, wanted);
     if target == before {
         return Ok(NofileLimit {
@@ -78,16 +75,13 @@ pub fn raise_nofile(wanted: u64) -> io::Result<NofileLimit> {
             hard,
         });
     }
-    let new = libc::rlimit {
-        rlim_cur: target,
-        rlim_max: lim.rlim_max,
+    let new = Rlimit {
+        current: (target != u64::MAX).then_some(target),
+        maximum: lim.maximum,
     };
-    // SAFETY: setrlimit reads the valid, owned `new`; it changes only this
-    // process's soft limit, within the hard limit.
-    let soft = if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-        target
-    } else {
-        before
+    let soft = match setrlimit(Resource::Nofile, new) {
+        Ok(()) => target,
+        Err(_) => before,
     };
     Ok(NofileLimit { before, soft, hard })
 }

@@ -32,13 +32,12 @@ use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::store::snapshot::Snapshot;
@@ -395,39 +394,9 @@ impl Probe {
         }
     }
 
-    /// Passes when `GET /v1/status` on the control socket at `path` answers
-    /// `200`: the accept loop and the request handling both run.
-    pub fn control_socket(path: PathBuf) -> Self {
-        Probe::new("control_socket", move || {
-            let path = path.clone();
-            async move { probe_control_socket(&path).await }
-        })
-    }
-}
-
-/// One HTTP/1.1 request over the control socket; only the status line of the
-/// answer is read.
-async fn probe_control_socket(path: &Path) -> Result<(), String> {
-    let mut stream = tokio::net::UnixStream::connect(path)
-        .await
-        .map_err(|e| format!("connect {}: {e}", path.display()))?;
-    stream
-        .write_all(b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    const EXPECTED: &[u8] = b"HTTP/1.1 200";
-    let mut head = [0u8; EXPECTED.len()];
-    stream
-        .read_exact(&mut head)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    if head == EXPECTED {
-        Ok(())
-    } else {
-        Err(format!(
-            "unexpected answer {:?}",
-            String::from_utf8_lossy(&head)
-        ))
+    /// Starts one check (what the watchdog does before each ping).
+    pub fn check(&self) -> ProbeFuture {
+        (self.check)()
     }
 }
 
@@ -501,6 +470,7 @@ mod tests {
     use crate::pipeline::rejection::{Code, Rejection};
     use crate::store::status::{DocStatus, LastError};
     use std::collections::BTreeMap;
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::SystemTime;
 
@@ -789,28 +759,5 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-    }
-
-    #[tokio::test]
-    async fn control_socket_probe_reads_the_status_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let server = tokio::spawn(async move {
-            for answer in [
-                &b"HTTP/1.1 200 OK\r\n\r\n"[..],
-                b"HTTP/1.1 503 Busy\r\n\r\n",
-            ] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf).await.unwrap();
-                s.write_all(answer).await.unwrap();
-            }
-        });
-        let probe = Probe::control_socket(path.clone());
-        assert_eq!((probe.check)().await, Ok(()));
-        assert!((probe.check)().await.is_err());
-        server.await.unwrap();
-        assert!((probe.check)().await.is_err(), "nobody listening");
     }
 }

@@ -96,7 +96,7 @@ pub fn read_capped(path: &Path, max: u64, label: &str) -> Result<Vec<u8>, Reject
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)
             .map_err(io_err)?
     };
@@ -136,6 +136,7 @@ fn too_large(label: &str, max: u64) -> Rejection {
 
 /// A short, stable reason for an I/O error, without the OS's decoration.
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    use rustix::io::Errno;
     use std::io::ErrorKind as K;
     let why = match e.kind() {
         K::NotFound => "not found".to_string(),
@@ -145,9 +146,13 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
         K::Interrupted => "interrupted".to_string(),
         K::UnexpectedEof => "unexpected end of file".to_string(),
         _ => match e.raw_os_error() {
-            Some(libc::ELOOP) => "too many levels of symbolic links".to_string(),
-            Some(libc::ENAMETOOLONG) => "file name too long".to_string(),
-            Some(libc::ENOTDIR) => "a path component is not a directory".to_string(),
+            Some(c) if c == Errno::LOOP.raw_os_error() => {
+                "too many levels of symbolic links".to_string()
+            }
+            Some(c) if c == Errno::NAMETOOLONG.raw_os_error() => "file name too long".to_string(),
+            Some(c) if c == Errno::NOTDIR.raw_os_error() => {
+                "a path component is not a directory".to_string()
+            }
             Some(code) => format!("I/O error (errno {code})"),
             None => "I/O error".to_string(),
         },
@@ -829,8 +834,7 @@ mod tests {
     fn fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.toml");
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
         let r = read_capped(&p, 100, "f").unwrap_err();
         assert_eq!(r.code, Code::Io);
         assert_eq!(r.problems[0].message, "cannot read: is not a regular file");

@@ -178,12 +178,8 @@ impl Store {
 /// to a hash of the pid, the clock and a stack address if the OS has no
 /// randomness to give (still unique enough to tell restarts apart).
 pub fn new_instance_id() -> String {
-    use std::io::Read;
     let mut bytes = [0u8; 16];
-    let from_os = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok();
-    if !from_os {
+    if getrandom::fill(&mut bytes).is_err() {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos())
