@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotconf::daemon::LogFormat;
-use hotconf::observe::logging::{self, LogObserver};
+use hotconf::observe::logging::LogObserver;
 use hotconf::{ReloadConfig, Reloader, Store, Trigger, TypedView};
 use serde::Deserialize;
 
@@ -65,7 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let config_dir = args.next().unwrap_or_else(|| "configs".into());
     let schema_dir = args.next().unwrap_or_else(|| "schemas".into());
-    logging::init(LogFormat::Text, "info")?;
+    // The program owns its subscriber; hotconf only emits `tracing` events.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
 
     let store = Arc::new(Store::with_random_instance());
     let mut config = ReloadConfig::new(config_dir, schema_dir);

@@ -112,9 +112,22 @@
 //!
 //! See `ARCHITECTURE.md` for the invariants.
 
+#![deny(missing_docs)]
+
+// The daemon's parts (feature `daemon`, on by default) are public only so
+// that the binary and the integration tests reach them; they are not the
+// library's API, hence hidden from its documentation.
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod client;
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod control;
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod daemon;
 pub mod observe;
 pub mod persist;

@@ -12,11 +12,9 @@
 //! end of each reload. Nothing here ever logs a document value: rejections
 //! are printed through [`Rejection`], whose messages never hold secrets.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing::{debug, info, warn};
-use tracing_subscriber::EnvFilter;
 
 use crate::pipeline::display_path;
 use crate::pipeline::rejection::Rejection;
@@ -34,11 +32,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber: `format` to stderr, filtered by `level`
+/// Installs the global subscriber (the daemon's; an embedding program
+/// installs its own): `format` to stderr, filtered by `level`
 /// (`info`, `debug`, or any `tracing` filter directive). ANSI colours only
 /// when stderr is a terminal. Fails on a bad directive or when a subscriber
 /// is already installed.
+#[cfg(feature = "daemon")]
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
     let builder = tracing_subscriber::fmt()

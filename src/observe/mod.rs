@@ -6,5 +6,9 @@
 //! anything about what is served, and none of them writes the store.
 
 pub mod logging;
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod metrics;
+#[cfg(feature = "daemon")]
+#[doc(hidden)]
 pub mod systemd;
