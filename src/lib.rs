@@ -117,6 +117,7 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod observe;
+pub mod output;
 pub mod persist;
 pub mod pipeline;
 pub mod reload;
