@@ -123,6 +123,10 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+    /// Outputs file: files rendered from the documents, checked, then
+    /// applied (see README "Feeding programs that read files").
+    #[arg(long, env = "HOTCONF_OUTPUTS")]
+    pub outputs: Option<PathBuf>,
 }
 
 /// `--log-format` values.
@@ -153,6 +157,11 @@ pub struct CheckArgs {
     pub format: OutputFormat,
     /// Only these files (default: every document of the config directory).
     pub files: Vec<PathBuf>,
+    /// Also dry-run this outputs file: render every output from the
+    /// documents, write each candidate beside its destination and run its
+    /// check, replacing and applying nothing.
+    #[arg(long, env = "HOTCONF_OUTPUTS")]
+    pub outputs: Option<PathBuf>,
 }
 
 /// Flags shared by client subcommands.
@@ -193,6 +202,7 @@ impl RunArgs {
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            outputs: self.outputs.clone(),
         }
     }
 }
@@ -281,11 +291,57 @@ fn check(args: &CheckArgs) -> i32 {
     if written.is_err() {
         return 1;
     }
-    if rejections.is_empty() {
-        0
-    } else {
-        1
+    if !rejections.is_empty() {
+        return 1;
     }
+    match &args.outputs {
+        Some(file) => check_outputs(file, args, limits),
+        None => 0,
+    }
+}
+
+/// `check --outputs FILE`: the outputs file, then every output rendered
+/// and checked as a candidate beside its destination (nothing replaced,
+/// nothing applied). One line per output; exit 1 if any failed.
+fn check_outputs(file: &std::path::Path, args: &CheckArgs, limits: Limits) -> i32 {
+    use crate::output;
+    let snapshot =
+        match output::snapshot_from_dirs(&args.dirs.config_dir, &args.dirs.schema_dir, limits) {
+            Ok(s) => s,
+            Err(rejections) => {
+                rejections
+                    .iter()
+                    .flat_map(|r| r.lines())
+                    .for_each(|l| say(&l));
+                return 1;
+            }
+        };
+    let results = match output::dry_run(file, &snapshot) {
+        Ok(results) => results,
+        Err(rejections) => {
+            rejections
+                .iter()
+                .flat_map(|r| r.lines())
+                .for_each(|l| say(&l));
+            return 1;
+        }
+    };
+    let mut failed = false;
+    for (name, result) in results {
+        match result {
+            Ok(()) => say(&format!("output {name}: ok (rendered and checked; nothing replaced)")),
+            Err(reason) => {
+                failed = true;
+                say(&format!("output {name}: {reason}"));
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// One line on stdout; a closed stdout is not worth a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[cfg(test)]

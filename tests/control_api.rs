@@ -87,6 +87,7 @@ impl Fixture {
             store: store.clone(),
             reloader: reloader.clone(),
             metrics,
+            outputs: None,
         };
         let running = {
             let _guard = rt.enter();

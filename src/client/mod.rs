@@ -76,7 +76,7 @@ pub fn status(opts: &ClientOptions, json: bool) -> i32 {
     run("status", async move {
         let answer = conn.get("/v1/status", Some(REQUEST_TIMEOUT)).await?;
         let body = answer.json_ok()?;
-        let ok = body.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        let ok = body.get("ok").and_then(Value::as_bool).unwrap_or(false) && !outputs_failed(&body);
         if json {
             print(&format!("{}\n", String::from_utf8_lossy(&answer.body)))?;
         } else {
@@ -407,6 +407,9 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
     if let Some(line) = s("state_dir").and_then(state_dir_line) {
         out.push_str(&line);
     }
+    if let Some(outputs) = s("outputs").and_then(Value::as_object) {
+        outputs_lines(outputs, s("outputs_file"), now, &mut out, &mut errors);
+    }
     if !errors.is_empty() {
         out.push_str("errors:\n");
         for e in errors {
@@ -415,6 +418,96 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
         }
     }
     out
+}
+
+/// The outputs table of `hotconf status` (`--outputs`), their errors, and
+/// a refused outputs file.
+fn outputs_lines(
+    outputs: &serde_json::Map<String, Value>,
+    file: Option<&Value>,
+    now: SystemTime,
+    out: &mut String,
+    errors: &mut Vec<String>,
+) {
+    let width = outputs
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    out.push_str(&format!(
+        "{:width$}  {:7}  {:>5}  {:12}  {:10}  DESTINATION\n",
+        "OUTPUT", "STATE", "GEN", "SHA256", "APPLIED"
+    ));
+    for (name, o) in outputs {
+        let state = o.get("state").and_then(Value::as_str).unwrap_or("?");
+        let gen = o
+            .get("generation")
+            .and_then(Value::as_u64)
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into());
+        let sha: String = o
+            .get("sha256")
+            .and_then(Value::as_str)
+            .map(|h| h.chars().take(12).collect())
+            .unwrap_or_else(|| "-".into());
+        let applied = match o.get("applied_at").filter(|v| !v.is_null()) {
+            Some(at) => ago(Some(at), now),
+            None => "-".into(),
+        };
+        let dest = o.get("destination").and_then(Value::as_str).unwrap_or("?");
+        out.push_str(&format!(
+            "{name:width$}  {state:7}  {gen:>5}  {sha:12}  {applied:10}  {dest}\n"
+        ));
+        if let Some(message) = o
+            .get("last_error")
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+        {
+            errors.push(format!("output {name}: {message}"));
+        }
+    }
+    if let Some(problems) = file
+        .and_then(|f| f.get("last_error"))
+        .and_then(|e| e.get("problems"))
+        .and_then(Value::as_array)
+    {
+        for p in problems {
+            let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+            let at = match (
+                p.get("line").and_then(Value::as_u64),
+                p.get("column").and_then(Value::as_u64),
+            ) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                _ => String::new(),
+            };
+            let pointer = match text("pointer") {
+                "" => String::new(),
+                ptr => format!(" {ptr}"),
+            };
+            errors.push(format!(
+                "{}{at}: {}{pointer}: {}",
+                text("file"),
+                text("code"),
+                text("message")
+            ));
+        }
+        errors.push("the outputs file was refused; the previous outputs stay in force".into());
+    }
+}
+
+/// Whether `/v1/status` reports a failed output or a refused outputs file.
+fn outputs_failed(body: &Value) -> bool {
+    let failed = body
+        .get("outputs")
+        .and_then(Value::as_object)
+        .is_some_and(|o| o.values().any(|o| o.get("state").and_then(Value::as_str) == Some("error")));
+    let refused = body
+        .get("outputs_file")
+        .and_then(|f| f.get("ok"))
+        .and_then(Value::as_bool)
+        == Some(false);
+    failed || refused
 }
 
 /// The `state_dir` line of `hotconf status` (`--state-dir`): where, what

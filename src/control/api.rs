@@ -64,6 +64,8 @@ pub(crate) struct Api {
     pub reloader: Arc<dyn ReloadService>,
     /// Encodes `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The outputs' own status, merged into `/v1/status` and `/metrics`.
+    pub outputs: Option<crate::output::Outputs>,
     /// Peers running as this uid (or root) are trusted.
     pub daemon_uid: u32,
     /// Turns true at shutdown: blocking queries answer at once.
@@ -278,13 +280,18 @@ async fn status(
     let _ = wait_for(&api, q, snapshot_ready).await;
     let (snapshot, status) = api.store.load_with_status();
     let trusted = peer.is_trusted(api.daemon_uid);
-    let body = views::status(
+    let mut body = views::status(
         api.store.instance(),
         api.store.started_at(),
         &snapshot,
         &status,
         trusted,
     );
+    if let (Some(outputs), Some(map)) = (&api.outputs, body.as_object_mut()) {
+        let (outputs, file) = outputs.status().to_json(trusted);
+        map.insert("outputs".into(), outputs);
+        map.insert("outputs_file".into(), file);
+    }
     Ok(with_headers(
         Json(body).into_response(),
         snapshot.generation,
@@ -382,7 +389,13 @@ async fn reload(
 }
 
 async fn metrics(State(api): Shared) -> Response {
-    let text = api.metrics.encode(&api.store);
+    let mut text = api.metrics.encode(&api.store);
+    if let Some(outputs) = &api.outputs {
+        // One exposition: the outputs' families go before the closing EOF.
+        if let Some(head) = text.strip_suffix("# EOF\n") {
+            text = format!("{head}{}# EOF\n", outputs.encode_metrics());
+        }
+    }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

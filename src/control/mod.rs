@@ -67,6 +67,9 @@ pub struct Context {
     pub reloader: Arc<dyn ReloadService>,
     /// The metrics to encode at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The outputs (`--outputs`), whose own status `/v1/status` and
+    /// `/metrics` merge into their answers.
+    pub outputs: Option<crate::output::Outputs>,
 }
 
 impl std::fmt::Debug for Context {
@@ -131,6 +134,7 @@ impl Server {
             store: ctx.store,
             reloader: ctx.reloader,
             metrics: ctx.metrics,
+            outputs: ctx.outputs,
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),

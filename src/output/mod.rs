@@ -676,3 +676,36 @@ pub fn dry_run(file: &Path, snapshot: &Snapshot) -> Result<Vec<(String, Result<(
     }
     Ok(out)
 }
+
+/// The snapshot `hotconf check --outputs` renders from: every document of
+/// `config_dir`, validated as the daemon would (generation 0). Any invalid
+/// document is an error: the dry run renders only what would be served.
+pub fn snapshot_from_dirs(
+    config_dir: &Path,
+    schema_dir: &Path,
+    limits: crate::pipeline::Limits,
+) -> Result<Snapshot, Vec<Rejection>> {
+    let rejections = crate::pipeline::check(config_dir, schema_dir, &[], limits);
+    if !rejections.is_empty() {
+        return Err(rejections);
+    }
+    let mut snapshot = Snapshot::empty();
+    let mut cache = crate::pipeline::schema::SchemaCache::new();
+    let docs = crate::pipeline::list_documents(config_dir).map_err(|e| {
+        vec![Rejection::bare(
+            crate::pipeline::rejection::Code::Io,
+            crate::pipeline::display_path(config_dir),
+            format!("cannot list the config directory: {e}"),
+        )]
+    })?;
+    for (name, path) in docs {
+        let label = crate::pipeline::display_path(&path);
+        let bytes = crate::pipeline::document::read_capped(&path, limits.max_file_size, &label)
+            .map_err(|r| vec![r])?;
+        let schema = cache.load(schema_dir, &name).map_err(|r| vec![r])?;
+        let parsed = crate::pipeline::evaluate(&label, &bytes, &schema).map_err(|r| vec![r])?;
+        let served = crate::store::served_document(&path, &bytes, parsed.value, &schema, None);
+        snapshot.documents.insert(name, Arc::new(served));
+    }
+    Ok(snapshot)
+}
