@@ -329,7 +329,9 @@ fn check_outputs(file: &std::path::Path, args: &CheckArgs, limits: Limits) -> i3
     let mut failed = false;
     for (name, result) in results {
         match result {
-            Ok(()) => say(&format!("output {name}: ok (rendered and checked; nothing replaced)")),
+            Ok(()) => say(&format!(
+                "output {name}: ok (rendered and checked; nothing replaced)"
+            )),
             Err(reason) => {
                 failed = true;
                 say(&format!("output {name}: {reason}"));

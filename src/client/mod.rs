@@ -501,7 +501,10 @@ fn outputs_failed(body: &Value) -> bool {
     let failed = body
         .get("outputs")
         .and_then(Value::as_object)
-        .is_some_and(|o| o.values().any(|o| o.get("state").and_then(Value::as_str) == Some("error")));
+        .is_some_and(|o| {
+            o.values()
+                .any(|o| o.get("state").and_then(Value::as_str) == Some("error"))
+        });
     let refused = body
         .get("outputs_file")
         .and_then(|f| f.get("ok"))

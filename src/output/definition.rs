@@ -128,7 +128,10 @@ fn schema() -> Result<Schema, Rejection> {
     Schema::from_sources(
         Path::new("<built-in>"),
         SCHEMA_NAME,
-        vec![(format!("{SCHEMA_NAME}.schema.json"), SCHEMA.as_bytes().to_vec())],
+        vec![(
+            format!("{SCHEMA_NAME}.schema.json"),
+            SCHEMA.as_bytes().to_vec(),
+        )],
     )
 }
 
@@ -176,9 +179,11 @@ pub fn load(path: &Path) -> Result<Definitions, Vec<Rejection>> {
                 }
                 outputs.insert(name, def);
             }
-            Err(Invalid::Field(field, message)) => {
-                problems.push(Rejection::new(Code::Schema, label.clone(), at(field, message)))
-            }
+            Err(Invalid::Field(field, message)) => problems.push(Rejection::new(
+                Code::Schema,
+                label.clone(),
+                at(field, message),
+            )),
             Err(Invalid::Template(r)) => problems.push(r),
         }
     }
@@ -224,8 +229,8 @@ fn definition(name: &str, raw: RawOutput, base: &Path) -> Result<Definition, Inv
             let text = String::from_utf8(bytes).map_err(|_| {
                 Invalid::Template(Rejection::bare(Code::Encoding, label.clone(), "not UTF-8"))
             })?;
-            let names = crate::output::render::free_variables(&label, &text)
-                .map_err(Invalid::Template)?;
+            let names =
+                crate::output::render::free_variables(&label, &text).map_err(Invalid::Template)?;
             let uses_generation = names.contains("generation");
             let documents = match raw.documents {
                 Some(declared) => declared.into_iter().collect(),

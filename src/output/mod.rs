@@ -166,8 +166,7 @@ impl OutputsStatus {
 
     /// Whether every output is `ok` and the outputs file was accepted.
     pub fn all_ok(&self) -> bool {
-        self.definition_error.is_none()
-            && self.outputs.values().all(|o| o.state == OutputState::Ok)
+        self.definition_error.is_none() && self.outputs.values().all(|o| o.state == OutputState::Ok)
     }
 }
 
@@ -456,9 +455,7 @@ fn manage(shared: Arc<Shared>, store: Arc<Store>, defs: Definitions) {
         }
     }
     loop {
-        let req = shared
-            .manager
-            .take(|r| r.publish || r.reread || r.stop);
+        let req = shared.manager.take(|r| r.publish || r.reread || r.stop);
         if req.stop {
             break;
         }
@@ -495,9 +492,11 @@ fn manage(shared: Arc<Shared>, store: Arc<Store>, defs: Definitions) {
                         }
                     });
                     for (name, def) in new.outputs {
-                        if !workers.contains_key(&name) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            workers.entry(name)
+                        {
                             if let Some(w) = spawn_worker(&shared, &store, def) {
-                                workers.insert(name, w);
+                                slot.insert(w);
                             }
                         }
                     }
@@ -530,7 +529,12 @@ fn inputs(def: &Definition, snapshot: &Snapshot) -> Inputs {
 }
 
 /// One output's thread: a run per (coalesced) request.
-fn work(shared: Arc<Shared>, store: Arc<Store>, def: Definition, mailbox: Arc<Mailbox<WorkerRequests>>) {
+fn work(
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    def: Definition,
+    mailbox: Arc<Mailbox<WorkerRequests>>,
+) {
     let mut last: Option<Inputs> = None;
     let mut last_ok = false;
     loop {
@@ -569,7 +573,13 @@ fn run_output(shared: &Shared, def: &Definition, snapshot: &Snapshot) -> bool {
     let rendered = match rendered {
         Ok(bytes) => bytes,
         Err(reason) => {
-            fail(shared, name, "render", &render::scrub(&reason, &secrets), generation);
+            fail(
+                shared,
+                name,
+                "render",
+                &render::scrub(&reason, &secrets),
+                generation,
+            );
             return false;
         }
     };
@@ -654,12 +664,15 @@ fn fail(shared: &Shared, name: &str, stage: &str, reason: &str, generation: u64)
     });
 }
 
+/// One output's dry-run result: its name, and why it failed if it did.
+pub type DryRun = (String, Result<(), String>);
+
 /// `hotconf check --outputs FILE`: loads the outputs file, renders every
 /// output from `values` (the documents of the config directory, already
 /// validated), writes each candidate beside its destination and runs its
 /// `check` — without replacing or applying anything. One line per output
 /// on the returned list: `Ok` names what passed, `Err` why not.
-pub fn dry_run(file: &Path, snapshot: &Snapshot) -> Result<Vec<(String, Result<(), String>)>, Vec<Rejection>> {
+pub fn dry_run(file: &Path, snapshot: &Snapshot) -> Result<Vec<DryRun>, Vec<Rejection>> {
     let defs = definition::load(file)?;
     let mut out = Vec::new();
     for (name, def) in defs.outputs {

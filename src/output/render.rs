@@ -81,7 +81,12 @@ pub fn render(def: &Definition, snapshot: &Snapshot) -> Result<Vec<u8>, String> 
             let mut ctx: BTreeMap<&str, minijinja::Value> = snapshot
                 .documents
                 .iter()
-                .map(|(n, d)| (n.as_str(), minijinja::Value::from(minijinja::value::Serde(&*d.value))))
+                .map(|(n, d)| {
+                    (
+                        n.as_str(),
+                        minijinja::Value::from(minijinja::value::Serde(&*d.value)),
+                    )
+                })
                 .collect();
             ctx.insert("generation", minijinja::Value::from(snapshot.generation));
             template
@@ -133,7 +138,11 @@ pub fn reads_secrets(def: &Definition, snapshot: &Snapshot) -> bool {
         .any(|n| snapshot.get(n).is_some_and(|d| d.has_secrets))
 }
 
-fn collect_secrets(value: &serde_json::Value, redacted: &serde_json::Value, out: &mut BTreeSet<String>) {
+fn collect_secrets(
+    value: &serde_json::Value,
+    redacted: &serde_json::Value,
+    out: &mut BTreeSet<String>,
+) {
     use serde_json::Value;
     match (value, redacted) {
         (Value::Object(v), Value::Object(r)) => {
@@ -186,7 +195,8 @@ mod tests {
     #[test]
     fn secrets_are_found_and_scrubbed() {
         let value = serde_json::json!({"db": {"password": "hunter2", "host": "h"}, "n": [1, "x"]});
-        let redacted = serde_json::json!({"db": {"password": REDACTED, "host": "h"}, "n": [1, "x"]});
+        let redacted =
+            serde_json::json!({"db": {"password": REDACTED, "host": "h"}, "n": [1, "x"]});
         let mut out = BTreeSet::new();
         collect_secrets(&value, &redacted, &mut out);
         assert_eq!(out, BTreeSet::from(["hunter2".to_string()]));

@@ -76,8 +76,12 @@ pub fn run(def: &Definition, rendered: &[u8], dry_run: bool) -> Result<Outcome, 
         let _ = std::fs::remove_file(&candidate);
         return Ok(Outcome::Checked);
     }
-    std::fs::rename(&candidate, &def.destination)
-        .map_err(|e| fail("write", format!("cannot rename the candidate into place: {e}")))?;
+    std::fs::rename(&candidate, &def.destination).map_err(|e| {
+        fail(
+            "write",
+            format!("cannot rename the candidate into place: {e}"),
+        )
+    })?;
     if let Some(dir) = def.destination.parent() {
         // The rename is durable only once the directory is on disk too.
         if let Ok(d) = std::fs::File::open(dir) {
@@ -283,7 +287,12 @@ mod tests {
 
     #[test]
     fn a_failing_command_reports_its_status_and_stderr() {
-        let argv = ["sh", "-c", "echo 'bad {candidate}' >&2; echo \"$HOME\" >&2; exit 3"].map(String::from);
+        let argv = [
+            "sh",
+            "-c",
+            "echo 'bad {candidate}' >&2; echo \"$HOME\" >&2; exit 3",
+        ]
+        .map(String::from);
         let e = run_command(&argv, Path::new("/c"), Duration::from_secs(20)).unwrap_err();
         assert!(e.contains("exited with status 3: bad /c"), "{e}");
         assert!(!e.contains("/root"), "the environment is minimal: {e}");
