@@ -8,16 +8,16 @@
 //! reload that served its request.
 //!
 //! One reload is four steps, one file each:
-//! [`scan`] (list the config directory, read each document and its schema
+//! `scan` (list the config directory, read each document and its schema
 //! through one long-lived [`SchemaCache`], hash both: what is on disk) →
-//! [`judge`] (a verdict for each document whose inputs differ from what is
-//! served and from the last candidate judged) → [`plan`] (a pure function
+//! `judge` (a verdict for each document whose inputs differ from what is
+//! served and from the last candidate judged) → `plan` (a pure function
 //! of what is served, what was read, the verdicts and the trigger: the
 //! SPEC §2 rules deciding what to publish and what each status becomes) →
-//! [`commit`] (persist, publish the snapshot with its status in one swap,
+//! `commit` (persist, publish the snapshot with its status in one swap,
 //! wake waiters, tell the [`ReloadObserver`]s).
 //!
-//! The reloader holds the store's write side ([`StoreWriter`], taken when
+//! The reloader holds the store's write side (`StoreWriter`, taken when
 //! it is spawned), so it is the only writer by construction; facts that are
 //! not reloads but belong in the status (the watcher's health) reach it
 //! through the same queue.

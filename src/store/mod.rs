@@ -7,7 +7,7 @@
 //! A snapshot and its status are one value ([`Published`]), so a reader can
 //! never pair a generation with another reload's status.
 //!
-//! One writer by construction: the write side is a [`StoreWriter`], a
+//! One writer by construction: the write side is a `StoreWriter`, a
 //! crate-private capability that a store hands out once. The reloader
 //! takes it when it is spawned; nothing else can publish or change the
 //! status. This module does not decide *what* to publish (that is
@@ -47,7 +47,7 @@ pub struct Store {
     current: ArcSwap<Published>,
     /// Carries the latest generation; wakes async waiters on publish only.
     generation_tx: watch::Sender<u64>,
-    /// Set once the write side has been handed out (see [`StoreWriter`]).
+    /// Set once the write side has been handed out (see `StoreWriter`).
     writer_taken: AtomicBool,
     /// Random id of this daemon start.
     instance: String,
@@ -171,7 +171,7 @@ impl Store {
 
 /// The write side of a [`Store`]: the only way to publish a snapshot or
 /// change the status. A store hands it out once
-/// ([`Store::take_writer`]); the reloader holds it. Being the only writer,
+/// (`Store::take_writer`); the reloader holds it. Being the only writer,
 /// it needs no lock for its read-modify-write updates.
 pub(crate) struct StoreWriter {
     /// The store it writes.
@@ -185,7 +185,7 @@ impl StoreWriter {
     }
 
     /// Publishes `snapshot` together with `status` in one swap. Wakes
-    /// nobody yet: call [`StoreWriter::wake`] once the publish is logged.
+    /// nobody yet: call `StoreWriter::wake` once the publish is logged.
     pub(crate) fn publish(&self, snapshot: Arc<Snapshot>, status: Status) -> Arc<Status> {
         let status = Arc::new(status);
         self.store.current.store(Arc::new(Published {
