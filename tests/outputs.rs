@@ -3,6 +3,14 @@
 //! `nginx`) started by the test on a loopback port, and with plain
 //! commands for the failure cases.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
