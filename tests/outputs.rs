@@ -590,3 +590,71 @@ fn check_outputs_runs_the_whole_chain_dry() {
     assert_eq!(r.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("output web: check failed"), "{stdout}");
 }
+
+/// The README's nginx example (`examples/nginx/`): its outputs file is
+/// valid, and its document, schema and template render something a real
+/// `nginx -t` accepts inside `http {}` beside a site that proxies to it.
+#[test]
+fn the_shipped_nginx_example_renders_what_nginx_accepts() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx");
+    let defs = hotconf::output::definition::load(&example.join("outputs.toml"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let def = &defs.outputs["nginx-upstreams"];
+    assert_eq!(
+        def.candidate(),
+        Path::new("/etc/nginx/hotconf/.upstreams.conf.hotconf-candidate")
+    );
+    let check_conf = std::fs::read_to_string(example.join("nginx-check.conf")).unwrap();
+    assert!(check_conf.contains(&def.candidate().display().to_string()));
+
+    let env = Env::new();
+    let prefix = env.path().join("nginx");
+    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+    let out = env.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let candidate = out.join(".upstreams.conf.hotconf-candidate");
+    let p = prefix.display();
+    std::fs::write(
+        prefix.join("check.conf"),
+        format!(
+            "pid {p}/nginx.pid;\nerror_log {p}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  include {};\n  \
+             server {{ listen 127.0.0.1:{}; location / {{ proxy_pass http://app; }} }}\n}}\n",
+            candidate.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let check = [
+        nginx_bin(),
+        "-t",
+        "-q",
+        "-p",
+        &p.to_string(),
+        "-e",
+        &format!("{p}/error.log"),
+        "-c",
+        &format!("{p}/check.conf"),
+    ];
+    let outputs = write_outputs(
+        &env,
+        &format!(
+            "[output.up]\ntemplate = {:?}\ndestination = {:?}\ncheck = {}\n",
+            example.join("upstreams.conf.j2").display().to_string(),
+            out.join("upstreams.conf").display().to_string(),
+            toml_argv(&check)
+        ),
+    );
+    let r = Command::new(common::bin())
+        .arg("check")
+        .arg("--config-dir")
+        .arg(example.join("configs"))
+        .arg("--schema-dir")
+        .arg(example.join("schemas"))
+        .arg("--outputs")
+        .arg(&outputs)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("output up: ok"), "{stdout}");
+}
