@@ -21,6 +21,8 @@
 //! - [`watch`]: file-system events → "look again" signals for the reloader.
 //! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
 //! - [`persist`]: the state directory: the last good snapshot on disk.
+//! - [`output`]: `--outputs`: files rendered, checked and applied for
+//!   programs that only read files.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
