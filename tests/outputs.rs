@@ -371,6 +371,28 @@ fn destination_mode_is_0600_by_default() {
 }
 
 #[test]
+fn mode_owner_and_group_are_set_on_the_destination() {
+    use std::os::unix::fs::MetadataExt;
+    let (env, out) = env_with_web("hello");
+    // Changing the owner needs root (or CAP_CHOWN), as hotconf's docs say.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let extra = if root {
+        "mode = \"0640\"\nowner = \"65534\"\ngroup = \"65534\"\n"
+    } else {
+        "mode = \"0640\"\n"
+    };
+    let outputs = web_output(&env, &out, extra);
+    let d = start(&env, &outputs);
+    wait_output(&d, &env, "web", |o| o["state"] == "ok");
+    let meta = std::fs::metadata(out.join("web.conf")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    }
+}
+
+#[test]
 fn identical_render_applies_nothing() {
     let (env, out) = env_with_web("hello");
     let applied = env.path().join("applied");
