@@ -680,3 +680,79 @@ fn the_shipped_nginx_example_renders_what_nginx_accepts() {
     assert_eq!(r.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("output up: ok"), "{stdout}");
 }
+
+/// Publishes that come while a run is in its `check` coalesce into one
+/// more run, from the snapshot current when it starts.
+#[test]
+fn publishes_during_a_run_coalesce_into_one_more_run() {
+    let (env, out) = env_with_web("v1");
+    let go = env.path().join("go");
+    let gate = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let check = toml_argv(&["sh", "-c", &gate]);
+    let outputs = web_output(&env, &out, &format!("check = {check}\ntimeout = \"60s\"\n"));
+    let d = start(&env, &outputs);
+    // The startup run is held in its check.
+    assert!(wait_until(DEADLINE, || out
+        .join(".web.conf.hotconf-candidate")
+        .exists()));
+    for v in ["v2", "v3", "v4"] {
+        env.write_doc("web", &web_doc(v, "first"));
+        reload(&env); // returns once published; the output is still held
+    }
+    assert_eq!(status(&env)["generation"], 4);
+    std::fs::write(&go, "").unwrap();
+    let o = wait_output(&d, &env, "web", |o| {
+        o["generation"] == 4 && o["state"] == "ok"
+    });
+    assert_eq!(
+        std::fs::read_to_string(out.join("web.conf")).unwrap(),
+        include_for("v4")
+    );
+    assert_eq!(renders(&d, &env, "web"), 2, "{o}");
+}
+
+/// With `--all-or-nothing`, a reload with any rejection publishes nothing,
+/// so an output never sees half of it.
+#[test]
+fn with_all_or_nothing_an_output_sees_only_whole_reloads() {
+    let (env, out) = env_with_web("v1");
+    env.write_schema(
+        "other",
+        &json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+    );
+    env.write_doc("other", "n = 1\n");
+    std::fs::write(
+        env.path().join("web.conf.j2"),
+        "{{ web.greeting }} {{ other.n }}\n",
+    )
+    .unwrap();
+    let outputs = web_output(&env, &out, "");
+    let mut args = env.run_args();
+    args.extend([
+        "--no-watch".to_string(),
+        "--all-or-nothing".to_string(),
+        "--outputs".to_string(),
+        outputs.display().to_string(),
+    ]);
+    let d = Daemon::spawn(&args, &[]);
+    assert!(d.wait_ready(&env.socket()), "{:?}", d.stderr_lines());
+    wait_output(&d, &env, "web", |o| o["state"] == "ok");
+    assert_eq!(
+        std::fs::read_to_string(out.join("web.conf")).unwrap(),
+        "v1 1\n"
+    );
+    // A good edit of `web` beside a bad one of `other`: nothing published.
+    env.write_doc("web", &web_doc("v2", "first"));
+    env.write_doc("other", "n = \"x\"\n");
+    reload(&env);
+    assert_eq!(status(&env)["generation"], 1);
+    // Then both good: one whole reload, one render of both.
+    env.write_doc("other", "n = 2\n");
+    reload(&env);
+    wait_output(&d, &env, "web", |o| o["generation"] == 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("web.conf")).unwrap(),
+        "v2 2\n"
+    );
+    assert_eq!(renders(&d, &env, "web"), 2);
+}
