@@ -261,7 +261,7 @@ pub struct Outputs {
     shared: Arc<Shared>,
 }
 
-/// The manager thread, once started; joined by [`Outputs::stop`].
+/// The manager thread, once started; joined by [`Running::stop`].
 #[derive(Debug)]
 pub struct Running {
     shared: Arc<Shared>,
