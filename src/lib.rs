@@ -116,6 +116,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
+pub mod history;
 pub mod observe;
 pub mod persist;
 pub mod pipeline;
