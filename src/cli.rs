@@ -50,6 +50,21 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show the last reloads, newest first, like `git log --stat`.
+    History {
+        /// How many reloads.
+        #[arg(short = 'n', long = "max-count", default_value_t = 10)]
+        n: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show what an explicit reload would change, judged by the running
+    /// daemon without applying anything; exit 1 unless every document would
+    /// be ok. Without a daemon, runs `check` (no diff is possible then).
+    Plan(PlanArgs),
     /// Print one JSON line per new generation until interrupted.
     Watch {
         /// Only generations that change this document.
@@ -123,6 +138,10 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+    /// How many reloads the daemon remembers for `hotconf history` (0:
+    /// none).
+    #[arg(long, env = "HOTCONF_HISTORY", default_value_t = crate::history::DEFAULT_CAPACITY)]
+    pub history: usize,
 }
 
 /// `--log-format` values.
@@ -152,6 +171,22 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Only these files (default: every document of the config directory).
+    pub files: Vec<PathBuf>,
+}
+
+/// Flags of `hotconf plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Where `check` looks when no daemon answers (the daemon uses its own).
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Candidate files NAME.toml (default: the daemon's config directory as
+    /// it is on disk).
     pub files: Vec<PathBuf>,
 }
 
@@ -193,6 +228,7 @@ impl RunArgs {
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            history: self.history,
         }
     }
 }
@@ -249,6 +285,19 @@ pub fn main() -> ExitCode {
         Command::Status { json, client } => client::status(&client.options(), json),
         Command::Get { what, client } => client::get(&client.options(), &what),
         Command::Reload { client } => client::reload(&client.options()),
+        Command::History { n, format, client } => {
+            client::history::history(&client.options(), n, format == OutputFormat::Json)
+        }
+        Command::Plan(args) => client::history::plan(
+            &args.client.options(),
+            &args.dirs.config_dir,
+            &args.dirs.schema_dir,
+            Limits {
+                max_file_size: args.dirs.max_file_size,
+            },
+            &args.files,
+            args.format == OutputFormat::Json,
+        ),
         Command::Watch { name, client } => client::watch(&client.options(), name.as_deref()),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -87,6 +87,8 @@ impl Fixture {
             store: store.clone(),
             reloader: reloader.clone(),
             metrics,
+            history: None,
+            planner: None,
         };
         let running = {
             let _guard = rt.enter();

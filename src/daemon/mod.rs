@@ -22,6 +22,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::logging::{self, LogObserver};
 use crate::observe::metrics::Metrics;
 use crate::observe::systemd::{Probe, Systemd};
@@ -70,6 +72,8 @@ pub struct Settings {
     /// Concurrent connections on the control socket; [`run`] lowers it to
     /// what the open-file limit fits.
     pub max_connections: usize,
+    /// How many reloads `GET /v1/history` remembers (`--history`).
+    pub history: usize,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -128,6 +132,8 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The last reloads (`GET /v1/history`), startup included.
+    pub history: Arc<History>,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
     control: Option<control::Running>,
     /// Fires `shutdown`.
@@ -159,7 +165,7 @@ impl Daemon {
     /// says so (WARN `serving_persisted`), and they are `error`.
     pub async fn start(
         settings: Settings,
-        observers: Vec<Arc<dyn ReloadObserver>>,
+        mut observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> Result<Daemon, StartError> {
         // Random per start, with or without a persisted snapshot (SPEC §2).
         let instance = store::new_instance_id();
@@ -194,6 +200,10 @@ impl Daemon {
             Some(snapshot) => Store::with_snapshot(instance, snapshot),
             None => Store::new(instance),
         });
+        // Seeded before the reloader (the only writer) starts: the history
+        // compares its first reload with exactly this snapshot.
+        let history = Arc::new(History::new(settings.history, store.load_full()));
+        observers.push(history.clone());
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -269,6 +279,7 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            history,
             control: None,
             shutdown_tx,
         })
@@ -327,6 +338,13 @@ impl Daemon {
             store: self.store.clone(),
             reloader: Arc::new(self.reload.clone()),
             metrics,
+            history: Some(self.history.clone()),
+            planner: Some(Arc::new(Planner::new(
+                self.settings.config_dir.clone(),
+                self.settings.schema_dir.clone(),
+                config_limits(&self.settings),
+                self.settings.all_or_nothing,
+            ))),
         })?;
         self.control = Some(running);
         Ok(())

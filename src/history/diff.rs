@@ -72,32 +72,14 @@ fn is_secret(v: Version<'_>) -> bool {
 }
 
 /// The changes from `old` to `new`, in pointer order (object keys in the
-/// order of the old version, then keys only the new one has). With no old
-/// version (a new document) every top-level key is added.
+/// order of the old version, then keys only the new one has). A table only
+/// one side has is listed leaf by leaf; with no old version (a new
+/// document) every leaf is added.
 pub fn diff(old: Option<Version<'_>>, new: Version<'_>) -> Vec<Change> {
     let mut out = Vec::new();
     match old {
         Some(old) => walk("", old, new, &mut out),
-        None => {
-            // A document is a table: its keys are the interesting unit.
-            if let Value::Object(m) = new.redacted {
-                for (k, v) in m {
-                    out.push(Change {
-                        kind: ChangeKind::Added,
-                        pointer: child("", k),
-                        old: None,
-                        new: Some(v.clone()),
-                    });
-                }
-            } else {
-                out.push(Change {
-                    kind: ChangeKind::Added,
-                    pointer: String::new(),
-                    old: None,
-                    new: Some(new.redacted.clone()),
-                });
-            }
-        }
+        None => leaves("", new, ChangeKind::Added, &mut out),
     }
     out
 }
@@ -128,22 +110,29 @@ fn walk(pointer: &str, old: Version<'_>, new: Version<'_>, out: &mut Vec<Change>
                         out,
                     );
                 }
-                None => out.push(Change {
-                    kind: ChangeKind::Removed,
-                    pointer: p,
-                    old: Some(or.clone()),
-                    new: None,
-                }),
+                None => leaves(
+                    &p,
+                    Version {
+                        value: ov,
+                        redacted: or,
+                    },
+                    ChangeKind::Removed,
+                    out,
+                ),
             }
         }
         for (k, nv) in n {
             if !o.contains_key(k) {
-                out.push(Change {
-                    kind: ChangeKind::Added,
-                    pointer: child(pointer, k),
-                    old: None,
-                    new: Some(new.redacted.get(k).unwrap_or(nv).clone()),
-                });
+                let nr = new.redacted.get(k).unwrap_or(nv);
+                leaves(
+                    &child(pointer, k),
+                    Version {
+                        value: nv,
+                        redacted: nr,
+                    },
+                    ChangeKind::Added,
+                    out,
+                );
             }
         }
         return;
@@ -153,6 +142,32 @@ fn walk(pointer: &str, old: Version<'_>, new: Version<'_>, out: &mut Vec<Change>
         pointer: pointer.to_string(),
         old: Some(old.redacted.clone()),
         new: Some(new.redacted.clone()),
+    });
+}
+
+/// Every leaf of a subtree that only one version has, as added or removed:
+/// a table is opened down to its values; an array, a secret or a scalar is
+/// one change.
+fn leaves(pointer: &str, v: Version<'_>, kind: ChangeKind, out: &mut Vec<Change>) {
+    if let (false, Value::Object(m)) = (is_secret(v), v.value) {
+        if !m.is_empty() {
+            for (k, value) in m {
+                let redacted = v.redacted.get(k).unwrap_or(value);
+                leaves(&child(pointer, k), Version { value, redacted }, kind, out);
+            }
+            return;
+        }
+    }
+    let shown = Some(v.redacted.clone());
+    let (old, new) = match kind {
+        ChangeKind::Removed => (shown, None),
+        _ => (None, shown),
+    };
+    out.push(Change {
+        kind,
+        pointer: pointer.to_string(),
+        old,
+        new,
     });
 }
 
@@ -252,6 +267,22 @@ mod tests {
         let fresh = diff(None, v(&b, &br));
         assert_eq!(fresh.len(), 2);
         assert_eq!(fresh[1].new, Some(json!(REDACTED)));
+    }
+
+    #[test]
+    fn a_new_table_is_listed_leaf_by_leaf() {
+        let a = json!({"x": 1});
+        let b = json!({"x": 1, "t": {"a": {"b": 2}, "l": [1], "s": "k"}});
+        let br = json!({"x": 1, "t": {"a": {"b": 2}, "l": [1], "s": REDACTED}});
+        let d = diff(Some(v(&a, &a)), v(&b, &br));
+        let pointers: Vec<&str> = d.iter().map(|c| c.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/t/a/b", "/t/l", "/t/s"]);
+        assert_eq!(d[2].new, Some(json!(REDACTED)));
+        let gone = diff(Some(v(&b, &br)), v(&a, &a));
+        assert!(gone
+            .iter()
+            .all(|c| c.kind == ChangeKind::Removed && c.new.is_none()));
+        assert_eq!(gone.len(), 3);
     }
 
     #[test]

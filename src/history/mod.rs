@@ -195,7 +195,11 @@ pub fn rejection_json(r: &Rejection) -> Value {
 
 /// One document's result as JSON.
 fn doc_json(d: &DocResult, trusted: bool) -> Value {
-    let hash = |h: &Option<Hash>| h.as_ref().and_then(|h| h.visible(trusted)).map(str::to_owned);
+    let hash = |h: &Option<Hash>| {
+        h.as_ref()
+            .and_then(|h| h.visible(trusted))
+            .map(str::to_owned)
+    };
     match d {
         DocResult::Accepted {
             changes,
@@ -334,7 +338,11 @@ impl History {
             );
         }
         for name in &outcome.rejected {
-            let Some(e) = status.documents.get(name).and_then(|d| d.last_error.as_ref()) else {
+            let Some(e) = status
+                .documents
+                .get(name)
+                .and_then(|d| d.last_error.as_ref())
+            else {
                 continue;
             };
             // As the status shows it: a rejected candidate's hash is as
@@ -442,7 +450,10 @@ mod tests {
         Snapshot {
             generation,
             published_at: SystemTime::now(),
-            documents: docs.iter().map(|(n, d)| (n.to_string(), d.clone())).collect(),
+            documents: docs
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.clone()))
+                .collect(),
         }
     }
 

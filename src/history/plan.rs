@@ -221,20 +221,19 @@ impl Planner {
             })
             .collect();
         for c in candidates {
-            let bytes = if u64::try_from(c.bytes.len()).unwrap_or(u64::MAX)
-                > self.limits.max_file_size
-            {
-                Err(Rejection::bare(
-                    Code::TooLarge,
-                    c.label.clone(),
-                    format!(
+            let bytes =
+                if u64::try_from(c.bytes.len()).unwrap_or(u64::MAX) > self.limits.max_file_size {
+                    Err(Rejection::bare(
+                        Code::TooLarge,
+                        c.label.clone(),
+                        format!(
                         "file is larger than the limit of {} bytes (--max-file-size); not judged",
                         self.limits.max_file_size
                     ),
-                ))
-            } else {
-                Ok(c.bytes)
-            };
+                    ))
+                } else {
+                    Ok(c.bytes)
+                };
             inputs.insert(
                 c.name,
                 Input {
@@ -253,10 +252,7 @@ impl Planner {
                 }
                 r
             });
-            documents.insert(
-                name.clone(),
-                judge(served, name, input, schema, trusted),
-            );
+            documents.insert(name.clone(), judge(served, name, input, schema, trusted));
         }
         drop(cache);
         let blocked = self.all_or_nothing
@@ -265,7 +261,10 @@ impl Planner {
                 .any(|d| matches!(d, PlanResult::Rejected { .. }));
         for (name, d) in documents.iter_mut() {
             if blocked && matches!(d, PlanResult::Accepted { .. }) {
-                let label = inputs.get(name).map(|i| i.label.clone()).unwrap_or_default();
+                let label = inputs
+                    .get(name)
+                    .map(|i| i.label.clone())
+                    .unwrap_or_default();
                 *d = PlanResult::Rejected {
                     rejection: Rejection::bare(
                         Code::Schema,
@@ -307,8 +306,8 @@ fn judge(
     let sha256 = input.bytes.as_ref().ok().map(|b| document::sha256_hex(b));
     // A hash of a document with secrets lets a peer test guesses: only for
     // trusted peers (unknown schema: assume secrets).
-    let has_secrets = schema.as_ref().map_or(true, |s| s.has_secrets())
-        || current.is_some_and(|d| d.has_secrets);
+    let has_secrets =
+        schema.as_ref().map_or(true, |s| s.has_secrets()) || current.is_some_and(|d| d.has_secrets);
     let visible = if trusted || !has_secrets {
         sha256.clone()
     } else {
