@@ -467,10 +467,15 @@ async fn wait_for_history(api: &Api, hist: &History, index: u64, wait: Duration)
     let deadline = Instant::now() + wait;
     let mut latest = hist.subscribe();
     let mut shutdown = api.shutdown.clone();
-    let _parked = Parked::new(&api.waiting);
+    let mut parked: Option<Parked> = None;
     loop {
         if *latest.borrow_and_update() != index || *shutdown.borrow() {
             return;
+        }
+        if parked.is_none() {
+            parked = Some(Parked::new(&api.waiting));
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            tracing::debug!(index, wait_ms, "blocking history query waiting");
         }
         tokio::select! {
             changed = latest.changed() => {
