@@ -8,6 +8,14 @@
 //! tests need root to switch users and say so when skipped, as
 //! tests/security.rs does.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
