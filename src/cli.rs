@@ -170,6 +170,13 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Ask the running daemon instead: the same as `hotconf plan` (what
+    /// would change, judged with the daemon's schemas and rules).
+    #[arg(long)]
+    pub against_daemon: bool,
+    /// The daemon's socket, for `--against-daemon`.
+    #[arg(long, env = "HOTCONF_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Only these files (default: every document of the config directory).
     pub files: Vec<PathBuf>,
 }
@@ -307,6 +314,19 @@ fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
     };
+    if args.against_daemon {
+        let opts = ClientOptions {
+            socket: args.socket.clone(),
+        };
+        return client::history::plan(
+            &opts,
+            &args.dirs.config_dir,
+            &args.dirs.schema_dir,
+            limits,
+            &args.files,
+            args.format == OutputFormat::Json,
+        );
+    }
     let rejections = pipeline::check(
         &args.dirs.config_dir,
         &args.dirs.schema_dir,
