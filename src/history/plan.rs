@@ -380,3 +380,115 @@ fn judge(
         sha256: visible,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::served_document;
+
+    /// A config dir with `a` (port) and `b` (secret `pw`), and a snapshot
+    /// serving both as they are on disk.
+    fn setup() -> (tempfile::TempDir, Planner, Snapshot) {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, s) = (dir.path().join("c"), dir.path().join("s"));
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::create_dir_all(&s).unwrap();
+        std::fs::write(
+            s.join("a.schema.json"),
+            r#"{"type":"object","properties":{"port":{"type":"integer","minimum":1}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            s.join("b.schema.json"),
+            r#"{"type":"object","properties":{"pw":{"type":"string","writeOnly":true}}}"#,
+        )
+        .unwrap();
+        std::fs::write(c.join("a.toml"), "port = 1\n").unwrap();
+        std::fs::write(c.join("b.toml"), "pw = \"one\"\n").unwrap();
+        let planner = Planner::new(c.clone(), s.clone(), Limits::default(), false);
+        let mut cache = SchemaCache::new();
+        let mut documents = BTreeMap::new();
+        for name in ["a", "b"] {
+            let path = c.join(format!("{name}.toml"));
+            let bytes = std::fs::read(&path).unwrap();
+            let schema = cache.load(&s, name).unwrap();
+            let parsed = pipeline::evaluate(name, &bytes, &schema).unwrap();
+            let doc = served_document(&path, &bytes, parsed.value, &schema, None);
+            documents.insert(name.to_string(), Arc::new(doc));
+        }
+        let snapshot = Snapshot {
+            generation: 3,
+            published_at: std::time::SystemTime::now(),
+            documents,
+        };
+        (dir, planner, snapshot)
+    }
+
+    fn candidate(name: &str, text: &str) -> Candidate {
+        Candidate {
+            name: name.into(),
+            label: format!("{name}.toml"),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_directory_as_it_is_is_unchanged() {
+        let (_d, p, s) = setup();
+        let plan = p.plan(&s, vec![], true).unwrap();
+        assert!(plan.ok());
+        assert!(plan
+            .documents
+            .values()
+            .all(|d| matches!(d, PlanResult::Unchanged)));
+    }
+
+    #[test]
+    fn all_or_nothing_holds_back_good_edits_and_removals() {
+        let (d, mut p, s) = setup();
+        p.all_or_nothing = true;
+        std::fs::remove_file(d.path().join("c/b.toml")).unwrap();
+        let plan = p
+            .plan(
+                &s,
+                vec![candidate("a", "port = 0\n"), candidate("n", "x = 1\n")],
+                true,
+            )
+            .unwrap();
+        assert!(!plan.ok());
+        assert!(matches!(plan.documents["a"], PlanResult::Rejected { .. }));
+        // `n` has no schema: rejected too.
+        assert!(matches!(plan.documents["n"], PlanResult::Rejected { .. }));
+        assert!(matches!(plan.documents["b"], PlanResult::Missing));
+        p.all_or_nothing = false;
+        let plan = p
+            .plan(&s, vec![candidate("a", "port = 2\n")], true)
+            .unwrap();
+        assert!(matches!(plan.documents["b"], PlanResult::Removed));
+        assert!(matches!(plan.documents["a"], PlanResult::Accepted { .. }));
+        assert!(plan.ok());
+    }
+
+    #[test]
+    fn an_untrusted_plan_never_compares_a_secret() {
+        let (_d, p, s) = setup();
+        for guess in ["one", "two"] {
+            let text = format!("pw = \"{guess}\"\n");
+            let plan = p.plan(&s, vec![candidate("b", &text)], false).unwrap();
+            assert!(matches!(plan.documents["b"], PlanResult::Unchanged));
+            assert!(!plan.secrets_compared);
+        }
+        let plan = p
+            .plan(&s, vec![candidate("b", "pw = \"two\"\n")], true)
+            .unwrap();
+        let PlanResult::Accepted {
+            changes, sha256, ..
+        } = &plan.documents["b"]
+        else {
+            panic!("not accepted");
+        };
+        assert_eq!(changes.len(), 1);
+        assert!(sha256.is_some());
+        assert!(!plan.to_json().to_string().contains("two"));
+    }
+}
