@@ -694,3 +694,57 @@ fn status_shows_served_vs_on_disk_for_a_rejected_document() {
     assert!(line.contains(served) && line.contains(disk), "{line}");
     assert!(out.contains("hotconf plan"), "{out}");
 }
+
+#[test]
+fn an_implicit_reload_records_a_missing_file_and_its_recovery() {
+    let env = Env::new();
+    env.write_schema("app", &app_schema());
+    env.write_doc("app", "port = 1\nname = \"a\"\n");
+    let mut cmd = Command::new(common::bin());
+    cmd.args(env.run_args())
+        .args([
+            "--no-watch",
+            "--poll-interval",
+            "100ms",
+            "--debounce",
+            "10ms",
+        ])
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HOTCONF_") || k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" {
+            cmd.env_remove(k);
+        }
+    }
+    let d = Daemon::from_command(cmd);
+    assert!(d.wait_ready(&env.socket()), "{:#?}", d.stderr_lines());
+    let text = std::fs::read(env.configs.join("app.toml")).unwrap();
+    std::fs::remove_file(env.configs.join("app.toml")).unwrap();
+    let result_of_newest = |env: &Env| {
+        get(env, "/v1/history?limit=1")["entries"][0]["documents"]["app"]["result"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert!(
+        wait_until(DEADLINE, || result_of_newest(&env).as_deref()
+            == Some("missing")),
+        "{:#}",
+        get(&env, "/v1/history")
+    );
+    let newest = &get(&env, "/v1/history?limit=1")["entries"][0];
+    // Implicit: the poll, or the follow-up it scheduled for the debounce.
+    assert!(
+        ["poll", "watch"].contains(&newest["trigger"].as_str().unwrap()),
+        "{newest:#}"
+    );
+    assert_eq!(newest["ok"], false);
+    assert_eq!(newest["generation_before"], newest["generation_after"]);
+    // The same bytes back: recovered, still nothing published.
+    std::fs::write(env.configs.join("app.toml"), text).unwrap();
+    assert!(
+        wait_until(DEADLINE, || result_of_newest(&env).as_deref()
+            == Some("recovered")),
+        "{:#}",
+        get(&env, "/v1/history")
+    );
+    assert_eq!(get(&env, "/v1/status")["generation"], 1);
+}
