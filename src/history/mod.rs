@@ -2,7 +2,7 @@
 //!
 //! [`History`] is a [`ReloadObserver`]: a bounded ring of the last N
 //! reloads (default [`DEFAULT_CAPACITY`]), each with its per-document
-//! results and, for every accepted document, a key-level [`diff`] against
+//! results and, for every accepted document, a key-level [`diff()`] against
 //! the version it replaced. It is fed only by what observers are told (the
 //! outcome, the status and the snapshot after) plus the snapshot and status
 //! it saw after the previous reload — seeded from the store before the
