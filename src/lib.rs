@@ -29,6 +29,7 @@
 //! - [`paths`]: where the socket is, for daemon and client alike;
 //!   [`rlimit`]: the open-file limit raised to fit the connections.
 //! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
+//! - [`history`]: the reload history (key-level diffs) and read-only plans.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -118,6 +119,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
+pub mod history;
 pub mod observe;
 pub mod output;
 pub mod persist;

@@ -101,6 +101,8 @@ impl Fixture {
             reloader: reloader.clone(),
             metrics,
             outputs: None,
+            history: None,
+            planner: None,
         };
         let running = {
             let _guard = rt.enter();

@@ -1,5 +1,5 @@
-//! The CLI client: `status`, `get`, `reload`, `watch` over the control
-//! socket.
+//! The CLI client: `status`, `get`, `reload`, `watch` (and, in
+//! [`history`], `history` and `plan`) over the control socket.
 //!
 //! Each command is a function returning the process exit code (0 ok, 1 the
 //! daemon reports a problem or cannot be reached). The HTTP exchange lives
@@ -7,6 +7,7 @@
 //! so it is testable without a daemon. Nothing here panics on what the
 //! daemon sends: a malformed answer is an error message and exit 1.
 
+pub mod history;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -417,6 +418,16 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
             out.push('\n');
         }
     }
+    let drift: Vec<String> = docs
+        .iter()
+        .filter_map(|(name, d)| served_vs_disk(name, d, now))
+        .collect();
+    if !drift.is_empty() {
+        out.push_str("served vs on disk (`hotconf plan` shows the difference):\n");
+        for line in drift {
+            out.push_str(&line);
+        }
+    }
     out
 }
 
@@ -511,6 +522,37 @@ fn outputs_failed(body: &Value) -> bool {
         .and_then(Value::as_bool)
         == Some(false);
     failed || refused
+}
+
+/// For a document that is not ok: what is served (generation, hash, since
+/// when) and what is on disk (the rejected file's hash, since when).
+fn served_vs_disk(name: &str, d: &Value, now: SystemTime) -> Option<String> {
+    let state = d.get("state").and_then(Value::as_str)?;
+    if state == "ok" {
+        return None;
+    }
+    let short = |v: Option<&Value>| -> Option<String> {
+        v.and_then(Value::as_str)
+            .map(|h| h.chars().take(12).collect())
+    };
+    let served = match d.get("generation").and_then(Value::as_u64) {
+        Some(g) => format!(
+            "serving generation {g} (sha256 {}, loaded {})",
+            short(d.get("sha256")).unwrap_or_else(|| "-".into()),
+            ago(d.get("loaded_at"), now)
+        ),
+        None => "nothing served".into(),
+    };
+    let e = d.get("last_error").filter(|e| !e.is_null());
+    let at = ago(e.and_then(|e| e.get("at")), now);
+    let disk = if state == "missing" {
+        format!("on disk: no file (since {at})")
+    } else {
+        let sha =
+            short(e.and_then(|e| e.get("sha256"))).unwrap_or_else(|| "unreadable or hidden".into());
+        format!("on disk: sha256 {sha}, rejected {at}")
+    };
+    Some(format!("  {name}: {served}; {disk}\n"))
 }
 
 /// The `state_dir` line of `hotconf status` (`--state-dir`): where, what

@@ -32,11 +32,14 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use api::{
-    ReloadFuture, ReloadService, DEFAULT_WAIT, GENERATION_HEADER, INSTANCE_HEADER, MAX_WAIT,
+    ReloadFuture, ReloadService, DEFAULT_WAIT, GENERATION_HEADER, HISTORY_INDEX_HEADER,
+    INSTANCE_HEADER, MAX_WAIT,
 };
 pub use conn::{Limits, Peer};
 pub use socket::{BindError, SocketFile, SocketOptions};
 
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::metrics::Metrics;
 use crate::store::Store;
 
@@ -70,6 +73,10 @@ pub struct Context {
     /// The outputs (`--outputs`), whose own status `/v1/status` and
     /// `/metrics` merge into their answers.
     pub outputs: Option<crate::output::Outputs>,
+    /// The reload history behind `GET /v1/history` (404 without one).
+    pub history: Option<Arc<History>>,
+    /// Judges `POST /v1/plan` with the daemon's rules (404 without one).
+    pub planner: Option<Arc<Planner>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -135,6 +142,8 @@ impl Server {
             reloader: ctx.reloader,
             metrics: ctx.metrics,
             outputs: ctx.outputs,
+            history: ctx.history,
+            planner: ctx.planner,
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),

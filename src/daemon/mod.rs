@@ -22,6 +22,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::logging::{self, LogObserver};
 use crate::observe::metrics::Metrics;
 use crate::observe::systemd::{Probe, Systemd};
@@ -74,6 +76,8 @@ pub struct Settings {
     /// The outputs file (`--outputs`): files rendered for programs that
     /// only read files.
     pub outputs: Option<PathBuf>,
+    /// How many reloads `GET /v1/history` remembers (`--history`).
+    pub history: usize,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -132,6 +136,8 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The last reloads (`GET /v1/history`), startup included.
+    pub history: Arc<History>,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
     control: Option<control::Running>,
     /// Fires `shutdown`.
@@ -163,7 +169,7 @@ impl Daemon {
     /// says so (WARN `serving_persisted`), and they are `error`.
     pub async fn start(
         settings: Settings,
-        observers: Vec<Arc<dyn ReloadObserver>>,
+        mut observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> Result<Daemon, StartError> {
         // Random per start, with or without a persisted snapshot (SPEC §2).
         let instance = store::new_instance_id();
@@ -198,6 +204,10 @@ impl Daemon {
             Some(snapshot) => Store::with_snapshot(instance, snapshot),
             None => Store::new(instance),
         });
+        // Seeded before the reloader (the only writer) starts: the history
+        // compares its first reload with exactly this snapshot.
+        let history = Arc::new(History::new(settings.history, store.load_full()));
+        observers.push(history.clone());
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -273,6 +283,7 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            history,
             control: None,
             shutdown_tx,
         })
@@ -337,6 +348,13 @@ impl Daemon {
             reloader: Arc::new(self.reload.clone()),
             metrics,
             outputs,
+            history: Some(self.history.clone()),
+            planner: Some(Arc::new(Planner::new(
+                self.settings.config_dir.clone(),
+                self.settings.schema_dir.clone(),
+                config_limits(&self.settings),
+                self.settings.all_or_nothing,
+            ))),
         })?;
         self.control = Some(running);
         Ok(())
