@@ -335,7 +335,10 @@ fn nginx_gets_only_checked_configuration_and_reloads_on_change() {
         metrics.contains("hotconf_output_checks_failed_total{output=\"web\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("hotconf_output_ok{output=\"web\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("hotconf_output_ok{output=\"web\"} 0"),
+        "{metrics}"
+    );
 
     // Fixed again: ok.
     env.write_doc("web", &web_doc("again", "first"));
