@@ -116,9 +116,14 @@ pub struct Daemon {
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
     status: Option<ExitStatus>,
+    /// The threads reading stderr and stdout into the two buffers.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(reader: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+fn collect(
+    reader: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             match line {
@@ -126,7 +131,7 @@ fn collect(reader: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
                 Err(_) => break,
             }
         }
-    });
+    })
 }
 
 impl Daemon {
@@ -155,17 +160,19 @@ impl Daemon {
         let mut child = cmd.spawn().expect("spawn hotconf");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(e) = child.stderr.take() {
-            collect(e, stderr.clone());
+            readers.push(collect(e, stderr.clone()));
         }
         if let Some(o) = child.stdout.take() {
-            collect(o, stdout.clone());
+            readers.push(collect(o, stdout.clone()));
         }
         Daemon {
             child,
             stderr,
             stdout,
             status: None,
+            readers,
         }
     }
 
@@ -175,10 +182,9 @@ impl Daemon {
 
     /// Sends a signal (`libc::SIGHUP`, `libc::SIGTERM`, ...).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety concerns.
-        unsafe {
-            libc::kill(self.pid(), sig);
-        }
+        let pid = rustix::process::Pid::from_raw(self.pid()).expect("a child's pid is positive");
+        let sig = rustix::process::Signal::from_named_raw(sig).expect("a known signal number");
+        let _ = rustix::process::kill_process(pid, sig);
     }
 
     /// Captured stderr lines so far (the logs).
@@ -222,8 +228,9 @@ impl Daemon {
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
                 self.status = Some(s);
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(20));
+                // The reader threads end at the pipes' EOF: once they have,
+                // every line the process wrote is captured.
+                wait_until(DEADLINE, || self.readers.iter().all(|r| r.is_finished()));
                 return Some(s);
             }
             if Instant::now() >= end {
