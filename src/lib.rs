@@ -116,6 +116,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
+pub mod embed;
 pub mod observe;
 pub mod persist;
 pub mod pipeline;
@@ -123,8 +124,10 @@ pub mod reload;
 pub mod store;
 pub mod watch;
 
+pub use embed::{Builder, Hotconf, StartError};
 pub use pipeline::rejection::{Code, Problem, Rejection};
 pub use reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader};
+pub use store::handle::{Guard, Handle, OnChange, Reader};
 pub use store::snapshot::{ServedDocument, Snapshot};
 pub use store::status::Trigger;
 pub use store::typed::{TypeRegistry, TypedView};

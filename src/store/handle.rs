@@ -242,7 +242,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// If called before the `Hotconf` owning this handle started (a
     /// programming error: `start()` returning `Ok` guarantees a value).
     #[inline]
-    #[allow(clippy::expect_used, reason = "use before start is a programming error, documented")]
+    #[allow(
+        clippy::expect_used,
+        reason = "use before start is a programming error, documented"
+    )]
     pub fn load(&self) -> Guard<T> {
         Guard(self.swap().expect(NOT_STARTED).load())
     }
@@ -253,7 +256,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// # Panics
     ///
     /// As [`Handle::load`].
-    #[allow(clippy::expect_used, reason = "use before start is a programming error, documented")]
+    #[allow(
+        clippy::expect_used,
+        reason = "use before start is a programming error, documented"
+    )]
     pub fn load_full(&self) -> Arc<T> {
         self.swap().expect(NOT_STARTED).load_full()
     }
@@ -274,7 +280,10 @@ impl<T: Send + Sync + 'static> Handle<T> {
     /// # Panics
     ///
     /// As [`Handle::load`].
-    #[allow(clippy::expect_used, reason = "use before start is a programming error, documented")]
+    #[allow(
+        clippy::expect_used,
+        reason = "use before start is a programming error, documented"
+    )]
     pub fn reader(&self) -> Reader<T> {
         Reader {
             cache: Cache::new(self.swap().expect(NOT_STARTED).clone()),
