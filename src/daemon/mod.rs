@@ -164,13 +164,15 @@ impl Daemon {
         for o in observers {
             builder = builder.observer(o);
         }
+        let core = builder.start().await?;
+        // After the startup load, as before: whoever sees it may rely on
+        // the startup reload having finished.
         if !settings.watch {
             tracing::info!(
                 event = "watch_disabled",
                 "--no-watch: changes are found by the poll, SIGHUP and the API only"
             );
         }
-        let core = builder.start().await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         Ok(Daemon {
             settings,
