@@ -126,12 +126,12 @@ impl<T: Send + Sync + 'static> SlotSink for Slot<T> {
 ///
 /// # Cost of a read
 ///
-/// - [`Handle::load`]: one `ArcSwap::load`, about what `ArcSwap::load`
-///   costs on its own (≈ 10–15 ns here, see BENCHMARKS.md); the guard is
-///   for short use on one thread.
-/// - [`Handle::reader`] then [`Reader::load`]: about a plain pointer load
-///   (≈ 1 ns) when nothing changed; worth it on hot paths of long-lived
-///   threads.
+/// - [`Handle::load`]: one `ArcSwap::load`, what `ArcSwap::load` costs on
+///   its own (6–25 ns measured on a loaded 2-core machine, see
+///   BENCHMARKS.md); the guard is for short use on one thread.
+/// - [`Handle::reader`] then [`Reader::load`]: a plain pointer load and
+///   compare (0.9–4.5 ns measured) when nothing changed; worth it on hot
+///   paths of long-lived threads.
 /// - [`Handle::load_full`]: an `Arc<T>` (one shared reference-count
 ///   increment), to keep a version across `.await` points or threads.
 pub struct Handle<T> {
