@@ -21,6 +21,8 @@
 //! - [`watch`]: file-system events → "look again" signals for the reloader.
 //! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
 //! - [`persist`]: the state directory: the last good snapshot on disk.
+//! - [`output`]: `--outputs`: files rendered, checked and applied for
+//!   programs that only read files.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`embed`]: the [`Builder`] and [`Hotconf`]: everything running
 //!   in-process, typed [`Handle`]s.
@@ -29,6 +31,7 @@
 //! - [`paths`]: where the socket is, for daemon and client alike;
 //!   [`rlimit`]: the open-file limit raised to fit the connections.
 //! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
+//! - [`history`]: the reload history (key-level diffs) and read-only plans.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -134,7 +137,9 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod embed;
+pub mod history;
 pub mod observe;
+pub mod output;
 pub mod persist;
 pub mod pipeline;
 pub mod reload;

@@ -23,9 +23,12 @@ use tokio::sync::watch;
 
 use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
 use crate::embed::Hotconf;
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::logging::{self, LogObserver};
 use crate::observe::metrics::Metrics;
 use crate::observe::systemd::{Probe, Systemd};
+use crate::output::Outputs;
 use crate::pipeline::Limits;
 use crate::reload::{ReloadHandle, ReloadObserver};
 use crate::store::status::Trigger;
@@ -68,6 +71,11 @@ pub struct Settings {
     /// Concurrent connections on the control socket; [`run`] lowers it to
     /// what the open-file limit fits.
     pub max_connections: usize,
+    /// The outputs file (`--outputs`): files rendered for programs that
+    /// only read files.
+    pub outputs: Option<PathBuf>,
+    /// How many reloads `GET /v1/history` remembers (`--history`).
+    pub history: usize,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -124,6 +132,8 @@ pub struct Daemon {
     pub reload: ReloadHandle,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The last reloads (`GET /v1/history`), startup included.
+    pub history: Arc<History>,
     /// The embedded core: store, reloader, watcher and poll.
     core: Hotconf,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
@@ -164,7 +174,21 @@ impl Daemon {
         for o in observers {
             builder = builder.observer(o);
         }
+        // Seeded with the store's first snapshot, before the reloader (the
+        // only writer) starts: the history compares its first reload with
+        // exactly that snapshot.
+        let history_slot: Arc<std::sync::OnceLock<Arc<History>>> = Arc::default();
+        let (slot, keep) = (history_slot.clone(), settings.history);
+        builder = builder.seeded_observer(move |snapshot| {
+            let history = Arc::new(History::new(keep, snapshot));
+            let _ = slot.set(history.clone());
+            history
+        });
         let core = builder.start().await?;
+        let history = history_slot
+            .get()
+            .cloned()
+            .ok_or_else(|| StartError::Internal("the history was not set up".into()))?;
         // After the startup load, as before: whoever sees it may rely on
         // the startup reload having finished.
         if !settings.watch {
@@ -179,6 +203,7 @@ impl Daemon {
             store: core.store().clone(),
             reload: core.reload_handle().clone(),
             shutdown: Shutdown { rx: shutdown_rx },
+            history,
             core,
             control: None,
             shutdown_tx,
@@ -223,11 +248,24 @@ impl Daemon {
     /// Starts serving the control socket bound earlier (see [`run`]: it is
     /// bound before the startup load so that a second daemon fails fast),
     /// with `metrics` (the reload observer) behind `/metrics`.
-    pub fn serve_control(&mut self, server: Server, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    pub fn serve_control(
+        &mut self,
+        server: Server,
+        metrics: Arc<Metrics>,
+        outputs: Option<Outputs>,
+    ) -> std::io::Result<()> {
         let running = server.start(control::Context {
             store: self.store.clone(),
             reloader: Arc::new(self.reload.clone()),
             metrics,
+            outputs,
+            history: Some(self.history.clone()),
+            planner: Some(Arc::new(Planner::new(
+                self.settings.config_dir.clone(),
+                self.settings.schema_dir.clone(),
+                config_limits(&self.settings),
+                self.settings.all_or_nothing,
+            ))),
         })?;
         self.control = Some(running);
         Ok(())
@@ -347,18 +385,35 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // The outputs file is part of the configuration: invalid, no start.
+    let outputs = match &settings.outputs {
+        None => None,
+        Some(file) => match Outputs::load(file) {
+            Ok(o) => Some(o),
+            Err(rejections) => {
+                let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
+                for line in &lines {
+                    eprintln!("{line}");
+                }
+                eprintln!(
+                    "hotconf run: not starting: the outputs file has {} error(s)",
+                    lines.len()
+                );
+                return 1;
+            }
+        },
+    };
     // Observers are fixed before the reloader starts; each is told about
     // every reload that does something, in this order.
     let metrics = Arc::new(Metrics::new());
     // No-op without NOTIFY_SOCKET.
     let systemd = Systemd::from_env();
-    let observers: Vec<Arc<dyn ReloadObserver>> = vec![
-        Arc::new(LogObserver),
-        metrics.clone(),
-        // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
-        // that whoever hears READY=1 finds the counters already moved.
-        systemd.clone(),
-    ];
+    let mut observers: Vec<Arc<dyn ReloadObserver>> = vec![Arc::new(LogObserver), metrics.clone()];
+    // Only takes note and wakes the outputs' own threads.
+    observers.extend(outputs.as_ref().map(Outputs::observer));
+    // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
+    // that whoever hears READY=1 finds the counters already moved.
+    observers.push(systemd.clone());
     let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
@@ -378,7 +433,18 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    if let Err(e) = daemon.serve_control(server, metrics) {
+    // The first render of each output compares with what is on disk, so a
+    // restart applies nothing that did not change.
+    let running_outputs = match outputs.as_ref().map(|o| o.start(daemon.store.clone())) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            eprintln!("hotconf run: cannot start the outputs: {e}");
+            daemon.stop("outputs failed").await;
+            return 1;
+        }
+    };
+    if let Err(e) = daemon.serve_control(server, metrics, outputs) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;
         return 1;
@@ -394,6 +460,11 @@ async fn run_async(settings: Settings) -> i32 {
     // No more watch- or poll-triggered requests once stopping.
     daemon.core.stop_triggers();
     daemon.stop(reason).await;
+    // After the reloader: no publish can come any more. A run in flight
+    // ends first (bounded by its command timeout).
+    if let Some(r) = running_outputs {
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
     0
 }
 

@@ -63,7 +63,13 @@ pub struct Builder {
     state_dir: Option<PathBuf>,
     /// Told about every reload, in order.
     observers: Vec<Arc<dyn ReloadObserver>>,
+    /// Observers made from the store's first snapshot, added after
+    /// `observers`.
+    seeded: Vec<SeededObserver>,
 }
+
+/// Makes an observer from the snapshot the store starts with.
+type SeededObserver = Box<dyn FnOnce(Arc<Snapshot>) -> Arc<dyn ReloadObserver> + Send>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,6 +178,22 @@ impl Builder {
         self
     }
 
+    /// Adds an observer made from the snapshot the store starts with (the
+    /// persisted one, or the empty one), before the reloader starts: for
+    /// observers that compare each reload with what came before (the
+    /// daemon's history). Added after those of [`Builder::observer`].
+    pub fn seeded_observer<O, F>(mut self, make: F) -> Self
+    where
+        O: ReloadObserver + 'static,
+        F: FnOnce(Arc<Snapshot>) -> Arc<O> + Send + 'static,
+    {
+        self.seeded.push(Box::new(move |s| {
+            let o: Arc<dyn ReloadObserver> = make(s);
+            o
+        }));
+        self
+    }
+
     /// Starts everything and does the startup load; see [`Builder::start`].
     /// For synchronous code: must not be called from inside an async
     /// runtime (it blocks the thread).
@@ -218,7 +240,7 @@ impl Builder {
     }
 
     /// Store, reloader and startup load, without watcher or poll.
-    async fn start_core(self) -> Result<Hotconf, StartError> {
+    async fn start_core(mut self) -> Result<Hotconf, StartError> {
         // Random per start, with or without a persisted snapshot (SPEC §2).
         let instance = store::new_instance_id();
         logging::startup(
@@ -275,7 +297,10 @@ impl Builder {
             )]));
         }
         let state_dir = persister.as_ref().map(|p| p.dir().to_path_buf());
-        let observers = self.observers.clone();
+        let mut observers = self.observers.clone();
+        for make in std::mem::take(&mut self.seeded) {
+            observers.push(make(store.load_full()));
+        }
         let reload = match persister {
             Some(p) => Reloader::spawn_persisting(config, store.clone(), observers, p),
             None => Reloader::spawn(config, store.clone(), observers),
@@ -454,6 +479,7 @@ impl Hotconf {
             limits: Limits::default(),
             state_dir: None,
             observers: Vec::new(),
+            seeded: Vec::new(),
         }
     }
 
