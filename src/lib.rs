@@ -14,23 +14,23 @@
 //!     → readers: in-process workers, the control socket, systemd, metrics
 //! ```
 //!
-//! - [`document`], [`schema`], [`pipeline`]: pure bytes → verdict.
-//! - [`limits`]: the map of hard limits; linear-time schema regexes.
-//! - [`snapshot`], [`status`], [`store`]: what is served and what is known.
+//! - [`document`](pipeline::document), [`schema`](pipeline::schema), [`pipeline`]: pure bytes → verdict.
+//! - [`limits`](pipeline::limits): the map of hard limits; linear-time schema regexes.
+//! - [`snapshot`](store::snapshot), [`status`](store::status), [`store`]: what is served and what is known.
 //! - [`reload`]: the queue and the reloader, the one writer of the store.
 //! - [`watch`]: file-system events → "look again" signals for the reloader.
-//! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
+//! - [`typed`](store::typed) and [`handle`](store::handle): Rust types registered for documents (`E_TYPE`), typed reads.
 //! - [`persist`]: the state directory: the last good snapshot on disk.
 //! - [`output`]: `--outputs`: files rendered, checked and applied for
 //!   programs that only read files.
-//! - [`logging`]: the log subscriber and the stable log events.
+//! - [`logging`](observe::logging): the log subscriber and the stable log events.
 //! - [`embed`]: the [`Builder`] and [`Hotconf`]: everything running
 //!   in-process, typed [`Handle`]s.
 //! - [`daemon`]: `hotconf run`: signals, control socket and systemd on top.
-//! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
-//! - [`paths`]: where the socket is, for daemon and client alike;
-//!   [`rlimit`]: the open-file limit raised to fit the connections.
-//! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
+//! - [`control`]: the HTTP API on the unix socket; [`metrics`](observe::metrics): Prometheus.
+//! - [`paths`](control::paths): where the socket is, for daemon and client alike;
+//!   [`rlimit`](daemon::rlimit): the open-file limit raised to fit the connections.
+//! - [`systemd`](observe::systemd): sd_notify readiness/reload/stop messages and the watchdog.
 //! - [`history`]: the reload history (key-level diffs) and read-only plans.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
