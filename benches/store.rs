@@ -6,11 +6,20 @@
 //! (`Store::typed`, the `T` built once per version) against deserializing
 //! the served JSON on every read, which is what it saves.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench fixtures: a panic aborts the bench run, never the daemon"
+)]
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hotconf::store::testing::HandWriter;
 use hotconf::{ServedDocument, Snapshot, Store};
 use serde::Deserialize;
 
@@ -78,13 +87,15 @@ fn bench(c: &mut Criterion) {
     // A writer publishing new snapshots back to back (a reload storm): the
     // reader must never wait for it.
     let mut group = c.benchmark_group("read snapshot, writer publishing continuously");
+    // The bench stands in for the reloader: it takes the store's one writer.
+    let writer = Arc::new(HandWriter::claim(&store).expect("a fresh store's writer"));
     with_background(
         || {
-            let s = store.clone();
+            let w = writer.clone();
             let mut generation = 0u64;
             move || {
                 generation = generation.wrapping_add(1);
-                s.publish(snapshot_at(generation));
+                w.publish(snapshot_at(generation));
             }
         },
         || {
