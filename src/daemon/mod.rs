@@ -486,6 +486,7 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
+    spawn_heap_trim(daemon.store.subscribe());
     if let Err(e) = daemon.serve_control(server, metrics) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;
@@ -522,6 +523,34 @@ async fn run_async(settings: Settings) -> i32 {
     daemon.stop(reason).await;
     0
 }
+
+/// After each publish (at most once a second), hands the heap the previous
+/// snapshot freed back to the kernel: without it a large document replaced
+/// by a small one leaves its pages in the allocator's free lists, counted
+/// in the daemon's RSS for good.
+fn spawn_heap_trim(mut generations: tokio::sync::watch::Receiver<u64>) {
+    tokio::spawn(async move {
+        while generations.changed().await.is_ok() {
+            // Responses still holding the previous snapshot finish first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            generations.borrow_and_update();
+            trim_heap();
+        }
+    });
+}
+
+/// Returns the allocator's free pages to the kernel (glibc's `malloc_trim`).
+#[cfg(target_env = "gnu")]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Nothing to do for allocators without `malloc_trim`.
+#[cfg(not(target_env = "gnu"))]
+fn trim_heap() {}
 
 /// Starts the file watcher on the config and schema directories. Its
 /// signals request implicit (`Trigger::Watch`) reloads; its health is
