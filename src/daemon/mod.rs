@@ -296,6 +296,11 @@ fn config_limits(settings: &Settings) -> Limits {
     }
 }
 
+/// Worker threads of the daemon's async runtime, whatever the number of
+/// CPUs (tokio's default is one per CPU, which on a large host is dozens of
+/// idle threads, each with its own stack and allocator arena).
+pub const WORKER_THREADS: usize = 2;
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
 /// after a graceful stop, 1 when startup fails (every error printed to
 /// stderr compiler style, as `hotconf check` does), 2 for a bad
@@ -307,8 +312,13 @@ pub fn run(settings: Settings) -> i32 {
     }
     let mut settings = settings;
     settings.max_connections = fit_connections(settings.max_connections);
+    // Sized to the work, not to the machine: the API answers from
+    // immutable snapshots and never blocks, so two workers keep one slow
+    // peer from stalling the rest; blocking work is a startup restore only.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(WORKER_THREADS)
+        .max_blocking_threads(2)
         .thread_name("hotconf")
         .build()
     {

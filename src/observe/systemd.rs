@@ -534,6 +534,7 @@ mod tests {
                     source: PathBuf::from(format!("{name}.toml")),
                     schema_sha256: String::new(),
                     typed: None,
+                    bodies: Default::default(),
                 }),
             );
         }

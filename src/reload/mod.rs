@@ -334,6 +334,7 @@ impl Reloader {
             schema_dir: &self.config.schema_dir,
             limits: &self.config.limits,
             unsettled: &self.config.unsettled,
+            trust_schema_stat: trigger == Trigger::Watch,
         };
         let found = scan::scan(&sources, &mut self.schemas, explicit);
 

@@ -337,6 +337,7 @@ mod tests {
             source: path(name),
             schema_sha256: schema.into(),
             typed: None,
+            bodies: Default::default(),
         })
     }
 
