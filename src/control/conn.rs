@@ -25,7 +25,8 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,6 +77,17 @@ impl Limits {
     pub fn untrusted_connections(&self) -> usize {
         let reserved = (self.max_connections / 8).max(1);
         self.max_connections.saturating_sub(reserved).max(1)
+    }
+
+    /// Connection slots one uid other than root and the daemon's may hold:
+    /// an eighth of [`Limits::untrusted_connections`], but never fewer than
+    /// 8 (a client needs a few: a `watch` and some `get`s), so one user
+    /// flooding the socket leaves the rest to the others. Each connection
+    /// carries at most one request at a time, so this also caps the
+    /// blocking queries one uid can park.
+    pub fn per_uid_connections(&self) -> usize {
+        let untrusted = self.untrusted_connections();
+        (untrusted / 8).max(untrusted.min(8))
     }
 }
 
@@ -155,19 +167,58 @@ impl Accept for TcpListener {
 /// The connection slots of one listener. Every connection holds one of
 /// `all`; a connection of a peer that is not trusted (not root, not the
 /// daemon's uid) also holds one of `untrusted`, which has fewer, so such
-/// peers can never take the last slots.
+/// peers can never take the last slots; and one of its uid's share
+/// ([`Limits::per_uid_connections`]), so one uid cannot take them all.
 #[derive(Debug, Clone)]
 pub(crate) struct Slots {
     /// One permit per open connection, `max_connections` in all.
     pub all: Arc<Semaphore>,
     /// One permit per open connection of an untrusted peer.
     untrusted: Arc<Semaphore>,
+    /// Open connections per untrusted uid (entries removed at zero).
+    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+    /// The most one untrusted uid may hold.
+    per_uid_max: usize,
     /// The daemon's uid: its peers (and root) are trusted.
     daemon_uid: u32,
 }
 
+/// One connection counted against its uid's share; uncounted on drop.
+#[derive(Debug)]
+pub(crate) struct UidSlot {
+    /// The shared counts.
+    counts: Arc<Mutex<HashMap<u32, usize>>>,
+    /// Whose share.
+    uid: u32,
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// What an accepted connection holds until it closes.
-type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+type Held = (
+    OwnedSemaphorePermit,
+    Option<OwnedSemaphorePermit>,
+    Option<UidSlot>,
+);
+
+/// Why [`Slots::take`] refused a connection (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Every slot open to this peer is taken.
+    Full,
+    /// This uid holds its whole share.
+    UidShare,
+}
 
 impl Slots {
     /// Slots for `limits`, trusting root and `daemon_uid`.
@@ -175,19 +226,49 @@ impl Slots {
         Slots {
             all: Arc::new(Semaphore::new(limits.max_connections)),
             untrusted: Arc::new(Semaphore::new(limits.untrusted_connections())),
+            per_uid: Arc::default(),
+            per_uid_max: limits.per_uid_connections(),
             daemon_uid,
         }
     }
 
-    /// A slot for `peer`, or `None` when it must be refused.
-    fn take(&self, peer: &Peer) -> Option<Held> {
-        let own = if peer.is_trusted(self.daemon_uid) {
-            None
+    /// Counts one more connection for `uid`, unless its share is full.
+    fn take_uid(&self, uid: u32) -> Option<UidSlot> {
+        let mut counts = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(uid).or_insert(0);
+        if *n >= self.per_uid_max {
+            return None;
+        }
+        *n = n.saturating_add(1);
+        Some(UidSlot {
+            counts: self.per_uid.clone(),
+            uid,
+        })
+    }
+
+    /// A slot for `peer`, or why it must be refused.
+    fn take(&self, peer: &Peer) -> Result<Held, Refusal> {
+        let (own, share) = if peer.is_trusted(self.daemon_uid) {
+            (None, None)
         } else {
-            Some(self.untrusted.clone().try_acquire_owned().ok()?)
+            // TCP peers have no uid: the untrusted pool alone bounds them.
+            let share = match peer.uid {
+                Some(uid) => Some(self.take_uid(uid).ok_or(Refusal::UidShare)?),
+                None => None,
+            };
+            let own = self
+                .untrusted
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Refusal::Full)?;
+            (Some(own), share)
         };
-        let all = self.all.clone().try_acquire_owned().ok()?;
-        Some((all, own))
+        let all = self
+            .all
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
+        Ok((all, own, share))
     }
 }
 
@@ -207,7 +288,7 @@ impl LimitLog {
     const EVERY: Duration = Duration::from_secs(10);
 
     /// Notes one refused connection of `peer`, warning if it is time.
-    fn refused(&mut self, peer: &Peer, limits: &Limits) {
+    fn refused(&mut self, peer: &Peer, limits: &Limits, why: Refusal) {
         self.refused = self.refused.saturating_add(1);
         let now = Instant::now();
         if self
@@ -220,6 +301,8 @@ impl LimitLog {
             event = "connection_limit_reached",
             limit = limits.max_connections,
             untrusted_limit = limits.untrusted_connections(),
+            per_uid_limit = limits.per_uid_connections(),
+            uid_share_full = why == Refusal::UidShare,
             refused = self.refused,
             peer_uid = peer.uid,
             peer_pid = peer.pid,
@@ -256,10 +339,13 @@ pub(crate) async fn serve<A: Accept>(
                 continue;
             }
         };
-        let Some(permit) = slots.take(&peer) else {
-            limit_log.refused(&peer, &limits);
-            drop(io);
-            continue;
+        let permit = match slots.take(&peer) {
+            Ok(p) => p,
+            Err(why) => {
+                limit_log.refused(&peer, &limits, why);
+                drop(io);
+                continue;
+            }
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
@@ -519,12 +605,37 @@ mod tests {
             ..other
         };
         let first = slots.take(&other).expect("first untrusted");
-        assert!(slots.take(&other).is_none(), "the last slot is kept");
-        assert!(slots.take(&Peer::UNKNOWN).is_none());
+        assert!(slots.take(&other).is_err(), "the last slot is kept");
+        assert!(slots.take(&Peer::UNKNOWN).is_err());
         let second = slots.take(&own).expect("trusted gets the kept slot");
-        assert!(slots.take(&own).is_none(), "full");
+        assert!(slots.take(&own).is_err(), "full");
         drop((first, second));
-        assert!(slots.take(&other).is_some());
+        assert!(slots.take(&other).is_ok());
+    }
+
+    #[test]
+    fn one_uid_holds_at_most_its_share() {
+        let limits = Limits {
+            max_connections: 800,
+            ..Limits::default()
+        };
+        assert_eq!(limits.untrusted_connections(), 700);
+        assert_eq!(limits.per_uid_connections(), 87);
+        assert_eq!(Limits::default().per_uid_connections(), 448);
+        let slots = Slots::new(&limits, 1000);
+        let peer = |uid| Peer {
+            uid: Some(uid),
+            gid: None,
+            pid: None,
+        };
+        let a: Vec<_> = (0..87).map(|_| slots.take(&peer(5)).expect("a")).collect();
+        assert_eq!(slots.take(&peer(5)).err(), Some(Refusal::UidShare));
+        let b = slots.take(&peer(6)).expect("another uid is still served");
+        assert!(slots.take(&peer(1000)).is_ok(), "trusted");
+        drop(a);
+        assert!(slots.take(&peer(5)).is_ok(), "share returned on close");
+        drop(b);
+        assert!(slots.per_uid.lock().expect("lock").len() <= 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 mod api;
 mod conn;
 pub mod paths;
+mod refusals;
 pub mod socket;
 pub mod views;
 
@@ -134,6 +135,7 @@ impl Server {
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),
+            reload_refusals: refusals::RefusalLog::default(),
         });
         let limit = self.limits.max_connections;
         let slots = conn::Slots::new(&self.limits, daemon_uid);

@@ -70,6 +70,10 @@ pub struct Settings {
     /// Concurrent connections on the control socket; [`run`] lowers it to
     /// what the open-file limit fits.
     pub max_connections: usize,
+    /// Stay dumpable (core dumps, ptrace by the same uid); off by default.
+    pub allow_core_dumps: bool,
+    /// Serve document symlinks whose target belongs to another uid.
+    pub allow_foreign_symlinks: bool,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -364,6 +368,11 @@ pub fn run(settings: Settings) -> i32 {
         eprintln!("hotconf run: {e}");
         return 2;
     }
+    if !settings.allow_core_dumps {
+        if let Err(e) = forbid_core_dumps() {
+            tracing::warn!(error = %e, "cannot mark the process non-dumpable");
+        }
+    }
     let mut settings = settings;
     settings.max_connections = fit_connections(settings.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -378,6 +387,19 @@ pub fn run(settings: Settings) -> i32 {
         }
     };
     runtime.block_on(run_async(settings))
+}
+
+/// Marks the process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump, no
+/// ptrace or `/proc/PID/mem` by other processes of the same uid — each would
+/// expose every secret the daemon holds. Done before any document is read.
+fn forbid_core_dumps() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes plain integers and touches no
+    // memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Raises the open-file limit so that `wanted` connections fit beside the
