@@ -221,7 +221,10 @@ fn first_denied(socket: &Path) -> PathBuf {
 /// Ok when nobody but root and `server` could have created the socket at
 /// `socket`: the socket file is `server`'s, and no directory on its real
 /// path is writable by another uid (owner root or `server`, no group or
-/// world write). Otherwise why not, for the message.
+/// world write). A sticky directory (`/tmp`) may be writable by all when it
+/// is not the socket's own directory: the sticky bit keeps others from
+/// replacing the root's or `server`'s entry in it. Otherwise why not, for
+/// the message.
 fn unplantable(socket: &Path, server: u32) -> Result<(), String> {
     let real = std::fs::canonicalize(socket)
         .map_err(|e| format!("its real path cannot be checked ({e})"))?;
@@ -233,7 +236,7 @@ fn unplantable(socket: &Path, server: u32) -> Result<(), String> {
             meta.uid()
         ));
     }
-    for dir in real.ancestors().skip(1) {
+    for (depth, dir) in real.ancestors().skip(1).enumerate() {
         let meta = std::fs::metadata(dir)
             .map_err(|e| format!("{} cannot be checked ({e})", dir.display()))?;
         if meta.uid() != 0 && meta.uid() != server {
@@ -243,7 +246,8 @@ fn unplantable(socket: &Path, server: u32) -> Result<(), String> {
                 meta.uid()
             ));
         }
-        if meta.mode() & 0o022 != 0 {
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && (depth == 0 || !sticky) {
             return Err(format!(
                 "{} is writable by other users, who could have planted it",
                 dir.display()

@@ -21,11 +21,11 @@
 //! Shutdown: stop accepting, ask every connection to finish its in-flight
 //! request and close, wait for them up to a bound.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;

@@ -1,0 +1,432 @@
+//! The trust model (README "Security", issue 14): what a local user other
+//! than root and the daemon's uid can and cannot do to a running daemon,
+//! and what the daemon refuses to trust on disk. Each test is the attack
+//! itself, from the attacker's side: peers run as other uids (`setpriv`),
+//! the daemon as root or as an unprivileged service uid.
+//!
+//! Tests that need other uids skip themselves when not run as root.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+use common::{http, wait_until, Daemon, Env, DEADLINE};
+
+/// The flooding peer.
+const UID_A: u32 = 65534;
+/// Another unprivileged peer.
+const UID_B: u32 = 65533;
+/// The uid a service daemon runs as in these tests.
+const SERVICE: u32 = 65532;
+/// The socket readers' group of the shipped layout.
+const READERS_GID: u32 = 65531;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips the calling test (returns from it) when not run as root.
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root to run peers as other users");
+            return;
+        }
+    };
+}
+
+/// `setpriv` dropping to `uid`/`gid` with exactly `groups` as supplementary
+/// groups, then `program`.
+fn as_user(uid: u32, gid: u32, groups: &[u32], program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    cmd.arg("--").arg(program);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Removes every inherited hotconf setting from `cmd`.
+fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HOTCONF_") || k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC" {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+}
+
+/// A plain document `app` with an integer `port`.
+fn plain_env() -> Env {
+    let env = Env::new();
+    env.write_schema(
+        "app",
+        &common::strict_schema(json!({"port": {"type": "integer"}})),
+    );
+    env.write_doc("app", "port = 1\n");
+    env
+}
+
+/// `hotconf run` for `env` as root, explicit reloads only, plus `extra`.
+fn run_command(env: &Env, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(env.run_args())
+        .args(["--poll-interval", "0", "--no-watch"])
+        .args(extra)
+        .stdin(Stdio::null());
+    clean_env(&mut cmd);
+    cmd
+}
+
+fn start(env: &Env, extra: &[&str]) -> Daemon {
+    let d = Daemon::from_command(run_command(env, extra));
+    assert!(
+        d.wait_ready(&env.socket()),
+        "not ready: {:#?}",
+        d.stderr_lines()
+    );
+    d
+}
+
+/// Lets other users reach the socket in the (0700) temp directory.
+fn open_to_others(env: &Env) {
+    chmod(env.path(), 0o755);
+}
+
+/// Children killed on drop.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `curl` as `uid`: `METHOD http://localhost/PATH...` over the socket, one
+/// connection for all paths; (HTTP code of the last answer, stdout).
+fn curl_as(uid: u32, socket: &Path, method: &str, paths: &[&str]) -> (u16, String) {
+    let mut cmd = as_user(uid, uid, &[], "curl");
+    cmd.args(["-sS", "--max-time", "60", "--unix-socket"])
+        .arg(socket)
+        .args(["-X", method, "-w", "\n%{http_code}"]);
+    for p in paths {
+        cmd.arg(format!("http://localhost{p}"));
+    }
+    let out = cmd
+        .output()
+        .expect("curl must be installed (Debian package curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .rsplit_once('\n')
+        .map(|(_, c)| c)
+        .unwrap_or(text.as_str())
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, text)
+}
+
+fn generation(socket: &Path) -> u64 {
+    http(socket, "GET", "/v1/status", None)
+        .expect("status")
+        .json()["generation"]
+        .as_u64()
+        .expect("generation")
+}
+
+/// Open descriptors of process `pid`.
+fn fds_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- B2
+
+#[test]
+fn one_uid_flooding_the_socket_leaves_other_uids_served() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    // 16 slots: 14 for other users, of which one uid may hold 8.
+    let d = start(&env, &["--socket-mode", "0666", "--max-connections", "16"]);
+    let base = fds_of(d.pid());
+    let g = generation(&env.socket());
+    // uid A parks a blocking query on every slot it can get.
+    let url = format!("http://localhost/v1/status?index={g}&wait=120s");
+    let _flood = Children(
+        (0..14)
+            .map(|_| {
+                let mut cmd = as_user(UID_A, UID_A, &[], "curl");
+                cmd.args(["-sS", "--max-time", "150", "--unix-socket"])
+                    .arg(env.socket())
+                    .arg(&url)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                cmd.spawn().expect("spawn curl")
+            })
+            .collect(),
+    );
+    // Every curl of the flood connected: accepted (all 14 fit in the
+    // untrusted pool) or refused once uid A's share is full.
+    assert!(
+        wait_until(DEADLINE, || {
+            let open = fds_of(d.pid()).saturating_sub(base);
+            open >= 14 || (open >= 7 && !d.events("connection_limit_reached").is_empty())
+        }),
+        "the flood was not accepted: {:#?}",
+        d.stderr_lines()
+    );
+    let (code, out) = curl_as(UID_B, &env.socket(), "GET", &["/v1/status"]);
+    assert_eq!(code, 200, "uid B locked out by uid A's flood: {out}");
+    let refusal = &d.events("connection_limit_reached")[0];
+    assert_eq!(
+        common::log_field(refusal, "peer_uid").and_then(Value::as_u64),
+        Some(u64::from(UID_A))
+    );
+}
+
+// ---------------------------------------------------------------- B7
+
+#[test]
+fn refused_reloads_are_logged_once_per_uid_with_a_count() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    let d = start(&env, &["--socket-mode", "0666"]);
+    // Fifty refused reloads on one connection.
+    let paths = vec!["/v1/reload"; 50];
+    let (code, out) = curl_as(UID_A, &env.socket(), "POST", &paths);
+    assert_eq!(code, 403, "{out}");
+    assert_eq!(out.matches("\"forbidden\"").count(), 50, "{out}");
+    // Another uid still gets its own line at once.
+    let (code, _) = curl_as(UID_B, &env.socket(), "POST", &["/v1/reload"]);
+    assert_eq!(code, 403);
+    let uid_b = |v: &Value| {
+        common::log_field(v, "peer_uid").and_then(Value::as_u64) == Some(u64::from(UID_B))
+    };
+    assert!(
+        wait_until(DEADLINE, || d.events("reload_forbidden").iter().any(uid_b)),
+        "uid B's refusal not logged: {:#?}",
+        d.stderr_lines()
+    );
+    // Logs are written in order: every line about uid A is in by now.
+    let a_lines = d
+        .events("reload_forbidden")
+        .into_iter()
+        .filter(|v| !uid_b(v))
+        .count();
+    assert!(
+        (1..=5).contains(&a_lines),
+        "{a_lines} reload_forbidden lines for 50 refusals of one uid"
+    );
+}
+
+// ---------------------------------------------------------------- B9
+
+/// Who owns `/proc/PID/status`: the process's uid when it is dumpable,
+/// root when it is not (proc(5); the files are re-evaluated at each lookup,
+/// the directory itself is not).
+fn proc_owner(pid: i32) -> u32 {
+    std::fs::metadata(format!("/proc/{pid}/status"))
+        .expect("stat /proc/PID")
+        .uid()
+}
+
+/// `env` readable by `uid`, with a socket directory of its own; the
+/// `hotconf run` command as that uid.
+fn service_daemon(env: &Env, uid: u32, socket: &Path, extra: &[&str]) -> Command {
+    let mut cmd = as_user(uid, uid, &[], common::bin());
+    cmd.args(["run", "--config-dir"])
+        .arg(&env.configs)
+        .arg("--schema-dir")
+        .arg(&env.schemas)
+        .arg("--socket")
+        .arg(socket)
+        .args(["--log-format", "json", "--poll-interval", "0", "--no-watch"])
+        .args(extra);
+    clean_env(&mut cmd);
+    cmd
+}
+
+#[test]
+fn the_daemon_is_not_dumpable_unless_asked() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    let run = env.path().join("run");
+    std::fs::create_dir(&run).expect("mkdir");
+    chown(&run, SERVICE, SERVICE);
+    for (extra, dumpable) in [(&[][..], false), (&["--allow-core-dumps"][..], true)] {
+        let socket = run.join(format!("{dumpable}.sock"));
+        let d = Daemon::from_command(service_daemon(&env, SERVICE, &socket, extra));
+        assert!(d.wait_ready(&socket), "not ready: {:#?}", d.stderr_lines());
+        let owner = proc_owner(d.pid());
+        if dumpable {
+            assert_eq!(owner, SERVICE, "--allow-core-dumps keeps it dumpable");
+        } else {
+            assert_eq!(owner, 0, "the daemon is dumpable (PR_SET_DUMPABLE not 0)");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- B6
+
+/// `hotconf status --socket SOCKET` as `uid` with `groups`.
+fn status_as(uid: u32, groups: &[u32], socket: &Path) -> Output {
+    let mut cmd = as_user(uid, uid, groups, common::bin());
+    cmd.arg("status").arg("--socket").arg(socket);
+    clean_env(&mut cmd);
+    cmd.output().expect("run hotconf status")
+}
+
+#[test]
+fn operators_reach_a_service_socket_and_a_planted_one_is_refused() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    // The shipped layout: a root-owned chain, then the runtime directory
+    // of the service uid, searchable by the readers' group only.
+    let runtime = env.path().join("run");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    chown(&runtime, SERVICE, READERS_GID);
+    chmod(&runtime, 0o750);
+    let socket = runtime.join("hotconf.sock");
+    let d = Daemon::from_command(service_daemon(
+        &env,
+        SERVICE,
+        &socket,
+        &["--socket-mode", "0666"],
+    ));
+    assert!(d.wait_ready(&socket), "not ready: {:#?}", d.stderr_lines());
+
+    let operator = status_as(UID_A, &[READERS_GID], &socket);
+    let text = String::from_utf8_lossy(&operator.stderr).into_owned()
+        + &String::from_utf8_lossy(&operator.stdout);
+    assert!(operator.status.success(), "operator refused: {text}");
+    assert!(text.contains("app"), "{text}");
+    let root = Command::new(common::bin())
+        .arg("status")
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .expect("root status");
+    assert!(
+        root.status.success(),
+        "root refused: {}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+
+    // Not in the readers' group: told exactly where it stops.
+    let outsider = status_as(UID_B, &[], &socket);
+    let err = String::from_utf8_lossy(&outsider.stderr).into_owned();
+    assert!(!outsider.status.success());
+    assert!(
+        err.contains(&format!("permission denied on {}", runtime.display())),
+        "{err}"
+    );
+
+    // The same uid serving a socket in a directory anyone may write to:
+    // anybody could have planted it there, so it is refused.
+    let shared = env.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o777);
+    let planted = shared.join("hotconf.sock");
+    let p = Daemon::from_command(service_daemon(
+        &env,
+        SERVICE,
+        &planted,
+        &["--socket-mode", "0666"],
+    ));
+    assert!(p.wait_ready(&planted), "not ready: {:#?}", p.stderr_lines());
+    let fooled = status_as(UID_A, &[READERS_GID], &planted);
+    let err = String::from_utf8_lossy(&fooled.stderr).into_owned();
+    assert!(!fooled.status.success(), "a planted socket was believed");
+    assert!(err.contains("refusing"), "{err}");
+    assert!(err.contains("writable by other users"), "{err}");
+}
+
+// ---------------------------------------------------------------- B10
+
+fn dist(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dist/systemd")
+        .join(file)
+}
+
+/// The value of `Key=` in the unit's `[Service]` section (last one wins).
+fn unit_setting(text: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(&prefix))
+        .last()
+        .map(str::to_string)
+}
+
+#[test]
+fn the_unit_stops_restarting_on_invalid_configuration_and_verifies() {
+    let text = std::fs::read_to_string(dist("hotconf.service")).expect("read unit");
+    assert_eq!(
+        unit_setting(&text, "Restart").as_deref(),
+        Some("on-failure")
+    );
+    assert_eq!(
+        unit_setting(&text, "RestartPreventExitStatus").as_deref(),
+        Some("1"),
+        "exit 1 (invalid configuration) must not be restarted"
+    );
+    assert_eq!(unit_setting(&text, "LimitCORE").as_deref(), Some("0"));
+    // The separate readers' group: the runtime directory is handed to it.
+    assert!(
+        text.contains("chgrp hotconf-readers /run/hotconf"),
+        "{text}"
+    );
+    let sysusers = std::fs::read_to_string(dist("hotconf.sysusers")).expect("sysusers");
+    assert!(sysusers.lines().any(|l| l.starts_with("g hotconf-readers")));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("hotconf.service");
+    std::fs::write(&unit, text.replace("/usr/bin/hotconf", common::bin())).expect("write");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", &unit.display().to_string()])
+        .current_dir(dir.path())
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .env("SYSTEMD_PAGER", "")
+        .output()
+        .expect("systemd-analyze must be installed (Debian package systemd)");
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "verify failed: {said}");
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze verify warned:\n{said}"
+    );
+
+    // And the daemon does exit 1 on a broken file without saved state.
+    let env = plain_env();
+    env.write_doc("app", "port = \"x\"\n");
+    let mut d = Daemon::from_command(run_command(&env, &[]));
+    let status = d.wait_exit(DEADLINE).expect("the daemon did not exit");
+    assert_eq!(status.code(), Some(1));
+}
