@@ -11,6 +11,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -429,4 +430,206 @@ fn the_unit_stops_restarting_on_invalid_configuration_and_verifies() {
     let mut d = Daemon::from_command(run_command(&env, &[]));
     let status = d.wait_exit(DEADLINE).expect("the daemon did not exit");
     assert_eq!(status.code(), Some(1));
+}
+
+// ---------------------------------------------------------------- B3
+
+/// `env` with a state directory prepared by `prepare`; the daemon's exit
+/// code (if it exits) and its stderr.
+fn start_on_state(
+    env: &Env,
+    state: &Path,
+    extra: &[&str],
+) -> (Daemon, Option<std::process::ExitStatus>) {
+    let mut cmd = run_command(env, extra);
+    cmd.arg("--state-dir").arg(state);
+    let mut d = Daemon::from_command(cmd);
+    let exited = wait_until(DEADLINE, || {
+        matches!(d.child.try_wait(), Ok(Some(_)))
+            || common::http(&env.socket(), "GET", "/v1/status", None).is_ok()
+    });
+    assert!(exited, "neither ready nor exited: {:#?}", d.stderr_lines());
+    let status = d.wait_exit(Duration::from_millis(200));
+    (d, status)
+}
+
+#[test]
+fn a_state_directory_owned_by_another_user_is_refused() {
+    require_root!();
+    let env = plain_env();
+    let state = env.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    chmod(&state, 0o700);
+    chown(&state, UID_A, UID_A);
+    let (d, status) = start_on_state(&env, &state, &[]);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    let err = d.stderr_lines().join("\n");
+    assert!(err.contains(&format!("owned by uid {UID_A}")), "{err}");
+}
+
+#[test]
+fn a_state_directory_writable_by_others_is_refused() {
+    let env = plain_env();
+    for mode in [0o777, 0o770, 0o1777] {
+        let state = env.path().join(format!("state-{mode:o}"));
+        std::fs::create_dir(&state).expect("mkdir");
+        chmod(&state, mode);
+        let (d, status) = start_on_state(&env, &state, &[]);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "mode {mode:o}: {:#?}",
+            d.stderr_lines()
+        );
+        let err = d.stderr_lines().join("\n");
+        assert!(err.contains("writable by other users"), "{err}");
+    }
+}
+
+#[test]
+fn a_symlinked_lock_or_blobs_in_the_state_directory_is_never_followed() {
+    let env = plain_env();
+    // `lock` → a file that does not exist yet: following it would create it.
+    let state = env.path().join("state-lock");
+    std::fs::create_dir(&state).expect("mkdir");
+    chmod(&state, 0o700);
+    let victim_file = env.path().join("created-through-lock");
+    std::os::unix::fs::symlink(&victim_file, state.join("lock")).expect("symlink");
+    let (d, status) = start_on_state(&env, &state, &[]);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    assert!(d.stderr_lines().join("\n").contains("symlink"));
+    assert!(
+        !victim_file.exists(),
+        "the daemon created a file through `lock`"
+    );
+
+    // `blobs` → a directory of someone else's: following it would chmod it
+    // and write blobs into it.
+    let state = env.path().join("state-blobs");
+    std::fs::create_dir(&state).expect("mkdir");
+    chmod(&state, 0o700);
+    let victim_dir = env.path().join("victim");
+    std::fs::create_dir(&victim_dir).expect("mkdir");
+    chmod(&victim_dir, 0o755);
+    std::os::unix::fs::symlink(&victim_dir, state.join("blobs")).expect("symlink");
+    let (d, status) = start_on_state(&env, &state, &[]);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    let meta = std::fs::metadata(&victim_dir).expect("stat");
+    assert_eq!(meta.mode() & 0o7777, 0o755, "chmod'ed through `blobs`");
+    let written = std::fs::read_dir(&victim_dir).expect("ls").count();
+    assert_eq!(written, 0, "blobs written through the symlink");
+}
+
+#[test]
+fn a_persisted_generation_no_daemon_reaches_is_ignored_as_corrupt() {
+    let env = plain_env();
+    let state = env.path().join("state");
+    {
+        let (d, status) = start_on_state(&env, &state, &[]);
+        assert!(status.is_none(), "{:#?}", d.stderr_lines());
+        assert!(wait_until(DEADLINE, || state.join("state.json").exists()));
+    }
+    // Forge the manifest: same content, generation u64::MAX, checksum
+    // recomputed (it guards against corruption, not forgery).
+    let path = state.join("state.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    manifest["body"]["generation"] = json!(u64::MAX);
+    let body = serde_json::to_vec(&manifest["body"]).expect("body");
+    manifest["checksum"] = json!(hotconf::pipeline::document::sha256_hex(&body));
+    std::fs::write(&path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+
+    let (d, status) = start_on_state(&env, &state, &[]);
+    assert!(status.is_none(), "{:#?}", d.stderr_lines());
+    assert_eq!(
+        generation(&env.socket()),
+        1,
+        "the forged generation is served"
+    );
+    assert!(
+        wait_until(DEADLINE, || !d.events("state_ignored").is_empty()),
+        "{:#?}",
+        d.stderr_lines()
+    );
+}
+
+// ---------------------------------------------------------------- B9
+
+#[test]
+fn no_source_hash_of_a_secret_bearing_document_is_logged_or_shown() {
+    require_root!();
+    let env = Env::new();
+    open_to_others(&env);
+    env.write_schema(
+        "app",
+        &json!({
+            "type": "object",
+            "properties": {
+                "port": {"type": "integer"},
+                "password": {"type": "string", "writeOnly": true},
+            },
+            "additionalProperties": false,
+        }),
+    );
+    env.write_schema(
+        "plain",
+        &common::strict_schema(json!({"port": {"type": "integer"}})),
+    );
+    let source = "port = 1\npassword = \"hunter2hunter2\"\n";
+    env.write_doc("app", source);
+    env.write_doc("plain", "port = 1\n");
+    let d = start(&env, &["--socket-mode", "0666"]);
+    let source_hash = hotconf::pipeline::document::sha256_hex(source.as_bytes());
+    let accepted = d
+        .events("document_accepted")
+        .into_iter()
+        .find(|v| common::log_field(v, "document").and_then(Value::as_str) == Some("app"))
+        .expect("document_accepted for app");
+    assert!(
+        common::log_field(&accepted, "sha256").is_some(),
+        "a hash is still logged: {accepted}"
+    );
+    let logs = d.stderr_lines().join("\n");
+    assert!(
+        !logs.contains(&source_hash),
+        "the source hash of a secret-bearing document is logged:\n{logs}"
+    );
+
+    // A rejected candidate: its hash is for trusted peers only, even for a
+    // document whose served version holds no secret (the candidate may).
+    env.write_doc("plain", "port = \"x\"\npassword = \"new secret\"\n");
+    let r = http(&env.socket(), "POST", "/v1/reload", None).expect("reload");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let root = http(&env.socket(), "GET", "/v1/status", None)
+        .expect("status")
+        .json();
+    assert!(
+        root["documents"]["plain"]["last_error"]["sha256"].is_string(),
+        "{root}"
+    );
+    let (code, out) = curl_as(UID_A, &env.socket(), "GET", &["/v1/status"]);
+    assert_eq!(code, 200);
+    let body = out.rsplit_once('\n').map(|(b, _)| b).unwrap_or("");
+    let nobody: Value = serde_json::from_str(body).expect("json");
+    let err = &nobody["documents"]["plain"]["last_error"];
+    assert!(err["code"].is_string(), "{nobody}");
+    assert!(
+        err["sha256"].is_null(),
+        "candidate hash shown to uid {UID_A}: {err}"
+    );
 }

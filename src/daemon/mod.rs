@@ -184,6 +184,7 @@ impl Daemon {
                     settings.schema_dir.clone(),
                 );
                 let limits = config_limits(&settings);
+                crate::persist::check_state_dir(&dir).map_err(StartError::Internal)?;
                 let (p, r) = tokio::task::spawn_blocking(move || {
                     Persister::open(&dir, &config_dir, &schema_dir, limits)
                 })

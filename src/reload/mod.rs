@@ -815,7 +815,9 @@ impl Reloader {
         if publish {
             let generation = snapshot.generation;
             for (name, doc) in &accepted {
-                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
+                // The redacted hash (the source hash without secrets): logs
+                // reach more readers than the socket's trusted peers.
+                logging::document_accepted(name, &doc.source, generation, &doc.redacted_sha256);
             }
             for name in &outcome.removed {
                 let source = current
