@@ -268,6 +268,7 @@ pub fn main() -> ExitCode {
 fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
+        ..Limits::default()
     };
     let rejections = pipeline::check(
         &args.dirs.config_dir,

@@ -633,3 +633,83 @@ fn no_source_hash_of_a_secret_bearing_document_is_logged_or_shown() {
         "candidate hash shown to uid {UID_A}: {err}"
     );
 }
+
+// ---------------------------------------------------------------- B4
+
+#[test]
+fn a_config_directory_others_may_write_is_reported_loudly() {
+    let env = plain_env();
+    chmod(&env.configs, 0o777);
+    let d = start(&env, &[]);
+    let warned = d.events("unsafe_directory");
+    assert!(!warned.is_empty(), "no warning: {:#?}", d.stderr_lines());
+    let line = d.stderr_lines().join("\n");
+    assert!(line.contains("writable by every user"), "{line}");
+    let status = http(&env.socket(), "GET", "/v1/status", None)
+        .expect("status")
+        .json();
+    let warnings = status["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("config directory"))),
+        "{status:#}"
+    );
+    // A private layout: no warning.
+    let quiet_env = plain_env();
+    chmod(&quiet_env.configs, 0o755);
+    let quiet = start(&quiet_env, &[]);
+    assert!(quiet.events("unsafe_directory").is_empty());
+    let status = http(&quiet_env.socket(), "GET", "/v1/status", None)
+        .expect("status")
+        .json();
+    assert_eq!(status["warnings"], json!([]));
+}
+
+#[test]
+fn a_planted_symlink_to_another_users_file_is_not_served() {
+    require_root!();
+    let env = plain_env();
+    open_to_others(&env);
+    chmod(&env.configs, 0o777);
+    chmod(&env.schemas, 0o777);
+    // root's secret, outside the config directory.
+    let secret = env.path().join("secret.toml");
+    std::fs::write(&secret, "token = \"root-only-secret\"\n").expect("write");
+    chmod(&secret, 0o600);
+    let d = start(&env, &["--socket-mode", "0666"]);
+    // uid A plants a permissive schema and a symlink to it; the next
+    // reload (root's, or any implicit one) reads the directory.
+    env.write_schema("creds", &json!({"type": "object"}));
+    let link = env.configs.join("creds.toml");
+    std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+    std::os::unix::fs::lchown(&link, Some(UID_A), Some(UID_A)).expect("lchown");
+    let r = http(&env.socket(), "POST", "/v1/reload", None).expect("reload");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (code, out) = curl_as(UID_A, &env.socket(), "GET", &["/v1/config/creds"]);
+    assert!(!out.contains("root-only-secret"), "served to uid A: {out}");
+    assert_eq!(code, 404, "{out}");
+    let status = http(&env.socket(), "GET", "/v1/status", None)
+        .expect("status")
+        .json();
+    let creds = &status["documents"]["creds"];
+    assert_eq!(creds["state"], "error", "{status:#}");
+    assert!(
+        creds.to_string().contains("symlink owned by uid"),
+        "{creds:#}"
+    );
+    drop(d);
+
+    // The operator's explicit choice.
+    let env2 = plain_env();
+    let secret2 = env2.path().join("secret.toml");
+    std::fs::write(&secret2, "token = \"allowed\"\n").expect("write");
+    env2.write_schema("creds", &json!({"type": "object"}));
+    let link2 = env2.configs.join("creds.toml");
+    std::os::unix::fs::symlink(&secret2, &link2).expect("symlink");
+    std::os::unix::fs::lchown(&link2, Some(UID_A), Some(UID_A)).expect("lchown");
+    let _d2 = start(&env2, &["--allow-foreign-symlinks"]);
+    let r = http(&env2.socket(), "GET", "/v1/config/creds", None).expect("get");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({"token": "allowed"}));
+}

@@ -74,6 +74,7 @@ pub fn status(
             "reloads": status.counters.reloads,
             "rejections": status.counters.rejections,
         },
+        "warnings": status.warnings,
         "watch": {
             "ok": status.watch_degraded.is_none(),
             "degraded_reason": status.watch_degraded,

@@ -12,6 +12,7 @@
 //! Signal handlers only enqueue; nothing here reads a file.
 
 pub mod rlimit;
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -357,6 +358,7 @@ impl Daemon {
 fn config_limits(settings: &Settings) -> Limits {
     Limits {
         max_file_size: settings.max_file_size,
+        allow_foreign_symlinks: settings.allow_foreign_symlinks,
     }
 }
 
@@ -499,6 +501,17 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
+    let warnings = strict::directory_warnings(
+        &daemon.settings.config_dir,
+        &daemon.settings.schema_dir,
+        control::paths::current_uid(),
+    );
+    for w in &warnings {
+        tracing::warn!(event = "unsafe_directory", "{w}");
+    }
+    if !warnings.is_empty() {
+        daemon.store.update_status(|s| s.warnings = warnings);
+    }
     if let Err(e) = daemon.serve_control(server, metrics) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;

@@ -363,7 +363,7 @@ impl Reloader {
                 }
                 r
             });
-        let bytes = document::read_capped(path, self.config.limits.max_file_size, &label);
+        let bytes = pipeline::read_document(path, &self.config.limits, &label);
         let key = Key {
             doc: match &bytes {
                 Ok(b) => Ok(document::sha256_hex(b)),

@@ -131,6 +131,9 @@ pub struct Status {
     /// The state directory (`--state-dir`), if there is one: what was
     /// restored from it and whether the last persist worked.
     pub persist: Option<PersistStatus>,
+    /// Found at startup: config or schema directories other users may
+    /// write to (see `daemon::strict`). Shown in `/v1/status` `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// What the state directory (`--state-dir`) holds and whether writing it
