@@ -6,6 +6,14 @@
 //!
 //! Tests that need other uids skip themselves when not run as root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -380,8 +388,8 @@ fn dist(file: &str) -> PathBuf {
 fn unit_setting(text: &str, key: &str) -> Option<String> {
     let prefix = format!("{key}=");
     text.lines()
-        .filter_map(|l| l.trim().strip_prefix(&prefix))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
         .map(str::to_string)
 }
 
