@@ -391,6 +391,10 @@ async fn serve_connection<I>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_header_size(limits.max_header_bytes)
+        // Queue the answer's buffers as they are (vectored writes) instead
+        // of copying them into a per-connection buffer: a peer that stops
+        // reading then holds a reference to the body, never a copy of it.
+        .writev(true)
         .keep_alive(true)
         .serve_connection(
             TokioIo::new(SendTimeout::new(io, limits.send_timeout)),
