@@ -521,7 +521,13 @@ async fn run_async(settings: Settings) -> i32 {
     // startup load; its first signal is a rescan, so nothing written in
     // between is missed.
     let watcher = if daemon.settings.watch {
-        start_watcher(&daemon)
+        let watcher = start_watcher(&daemon);
+        if watcher.is_none() {
+            // The failure went to the reloader's queue: let it land, so
+            // that READY=1's status line says watching is degraded.
+            let _ = daemon.reload.reload(Trigger::Watch).await;
+        }
+        watcher
     } else {
         tracing::info!(
             event = "watch_disabled",
@@ -544,10 +550,10 @@ async fn run_async(settings: Settings) -> i32 {
 }
 
 /// Starts the file watcher on the config and schema directories. Its
-/// signals request implicit (`Trigger::Watch`) reloads; its health is copied
-/// into `Status.watch_degraded` whenever it changes (the watcher sends a
-/// rescan then), a status-only write that wakes nobody and moves no
-/// counter. `None` (logged, and said in the status) when even its thread
+/// signals request implicit (`Trigger::Watch`) reloads; its health is
+/// reported to the reloader on every rescan (the watcher sends one when its
+/// health changes), which copies it into `Status.watch_degraded`: a
+/// status-only write that wakes nobody and moves no counter. `None` (logged, and said in the status) when even its thread
 /// cannot start: the daemon then runs on the poll alone.
 fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
     let health = Arc::new(WatchHealth::new());
@@ -556,7 +562,6 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
         daemon.settings.schema_dir.clone(),
     ];
     let reload = daemon.reload.clone();
-    let store = daemon.store.clone();
     let seen = health.clone();
     let started = Watcher::start(
         &dirs,
@@ -565,10 +570,9 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
         health,
         move |signal| {
             if signal == WatchSignal::Rescan {
-                let degraded = seen.degraded();
-                if store.status().watch_degraded != degraded {
-                    store.update_status(|s| s.watch_degraded = degraded);
-                }
+                // Through the queue, like every fact: the reloader is the
+                // store's only writer (it ignores a report of no change).
+                reload.report_watch_health(seen.degraded());
             }
             reload.request(Trigger::Watch);
         },
@@ -579,9 +583,7 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
             let reason =
                 format!("cannot start the file watcher: {e}; changes are found by the poll only");
             tracing::warn!(event = "watch_degraded", reason = %reason, "file watching degraded");
-            daemon
-                .store
-                .update_status(|s| s.watch_degraded = Some(reason));
+            daemon.reload.report_watch_health(Some(reason));
             None
         }
     }
