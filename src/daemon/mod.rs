@@ -201,7 +201,16 @@ impl Daemon {
             None => Store::new(instance),
         });
         let unsettled = Arc::new(Unsettled::default());
+        let warnings = strict::directory_warnings(
+            &settings.config_dir,
+            &settings.schema_dir,
+            control::paths::current_uid(),
+        );
+        for w in &warnings {
+            tracing::warn!(event = "unsafe_directory", "{w}");
+        }
         let config = ReloadConfig {
+            warnings,
             config_dir: settings.config_dir.clone(),
             schema_dir: settings.schema_dir.clone(),
             // The binary serves JSON only: no Rust types to check.
@@ -501,17 +510,6 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    let warnings = strict::directory_warnings(
-        &daemon.settings.config_dir,
-        &daemon.settings.schema_dir,
-        control::paths::current_uid(),
-    );
-    for w in &warnings {
-        tracing::warn!(event = "unsafe_directory", "{w}");
-    }
-    if !warnings.is_empty() {
-        daemon.store.update_status(|s| s.warnings = warnings);
-    }
     if let Err(e) = daemon.serve_control(server, metrics) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;

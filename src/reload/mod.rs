@@ -72,6 +72,9 @@ pub struct ReloadConfig {
     /// Files still being written; implicit reloads skip them. Share it with
     /// the watcher.
     pub unsettled: Arc<Unsettled>,
+    /// Startup findings about unsafe directories (`daemon::strict`): put
+    /// into the status (`warnings`) once, when the reloader starts.
+    pub warnings: Vec<String>,
 }
 
 impl ReloadConfig {
@@ -85,6 +88,7 @@ impl ReloadConfig {
             all_or_nothing: false,
             debounce: Duration::from_millis(100),
             unsettled: Arc::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -262,6 +266,11 @@ impl Reloader {
                 "this store already has a writer (a reloader)",
             )
         })?;
+        if !config.warnings.is_empty() {
+            // A status-only fact, before any reload: no generation moves.
+            let warnings = config.warnings.clone();
+            writer.update_status(|s| s.warnings = warnings);
+        }
         let queue = Arc::new(Queue::default());
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let mut reloader = Reloader {
