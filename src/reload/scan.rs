@@ -105,7 +105,7 @@ fn read_one(sources: &Sources<'_>, schemas: &mut SchemaCache, name: &str, path: 
         }
         r
     });
-    let bytes = pipeline::read_document(path, &sources.limits, &label);
+    let bytes = pipeline::read_document(path, sources.limits, &label);
     let key = Key {
         doc: match &bytes {
             Ok(b) => Ok(document::sha256_hex(b)),
