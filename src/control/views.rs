@@ -151,6 +151,8 @@ pub fn last_reload(o: &ReloadOutcome) -> Value {
         "accepted": o.accepted,
         "rejected": o.rejected,
         "removed": o.removed,
+        "waited_for": o.waited,
+        "deferred": o.deferred,
     })
 }
 

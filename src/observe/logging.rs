@@ -311,6 +311,8 @@ impl ReloadObserver for LogObserver {
             accepted = %names(&outcome.accepted),
             rejected = %names(&outcome.rejected),
             removed = %names(&outcome.removed),
+            waited_for = %names(&outcome.waited),
+            deferred = %names(&outcome.deferred),
             not_ok = %names(&not_ok),
             ok = not_ok.is_empty(),
             documents = snapshot.documents.len() as u64,

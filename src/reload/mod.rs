@@ -343,8 +343,18 @@ impl Reloader {
             schema_dir: &self.config.schema_dir,
             limits: &self.config.limits,
             unsettled: &self.config.unsettled,
+            debounce: self.config.debounce,
         };
         let found = scan::scan(&sources, &mut self.schemas, explicit);
+        // Explicit reloads only: what they waited for, what they left out.
+        let waited = found.waited.clone();
+        let deferred: Vec<String> = if explicit {
+            let mut d: Vec<String> = found.skipped.iter().cloned().collect();
+            d.sort();
+            d
+        } else {
+            Vec::new()
+        };
 
         let types = &self.config.types;
         let triaged: Vec<_> = found
@@ -395,6 +405,8 @@ impl Reloader {
             started,
             current: &current,
             judged: &judged,
+            waited,
+            deferred,
         };
         self.commit(&cx, plan)
     }
