@@ -60,9 +60,9 @@ impl Unsettled {
         let Ok(guard) = self.paths.lock() else {
             return Vec::new();
         };
-        let waited = self.settled.wait_timeout_while(guard, timeout, |set| {
-            paths.iter().any(|p| set.contains(p))
-        });
+        let waited = self
+            .settled
+            .wait_timeout_while(guard, timeout, |set| paths.iter().any(|p| set.contains(p)));
         match waited {
             Ok((set, _)) => paths.iter().filter(|p| set.contains(*p)).cloned().collect(),
             Err(_) => Vec::new(),
