@@ -201,12 +201,12 @@ fn an_api_reload_during_a_writers_pause_answers_with_the_complete_file() {
     let answer = torn_write(&env.configs.join("app.toml"), FIRST, REST, move || {
         api_reload(socket)
     });
-    // The answer says it waited, and what it published is the whole file.
-    assert_eq!(answer["waited_for"], json!(["app"]), "{answer:#}");
-    assert_eq!(answer["deferred"], json!([]), "{answer:#}");
+    // What it published is the whole file, and the answer says it waited.
+    assert_eq!(config(&env), (json!({"name": "v2", "port": 2222}), 2));
     assert_eq!(answer["accepted"], json!(["app"]), "{answer:#}");
     assert_eq!(answer["generation"], json!(2), "{answer:#}");
-    assert_eq!(config(&env), (json!({"name": "v2", "port": 2222}), 2));
+    assert_eq!(answer["waited_for"], json!(["app"]), "{answer:#}");
+    assert_eq!(answer["deferred"], json!([]), "{answer:#}");
     // A reload is finished only once persisted: what the state holds now is
     // what the answer published, never the part.
     let manifest: Value =
