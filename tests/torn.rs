@@ -246,3 +246,43 @@ fn an_api_reload_on_a_truncated_empty_file_does_not_publish_it() {
         d.stderr_lines()
     );
 }
+
+/// The schema-compile error raised inside a `$ref`'d file names that file
+/// (as meta-schema errors do), through `hotconf check`.
+#[test]
+fn a_schema_compile_error_is_blamed_on_the_referenced_file_at_fault() {
+    for bad in [
+        json!({"type": "string", "format": "datetime"}),
+        json!({"type": "string", "pattern": "(unclosed"}),
+    ] {
+        let env = Env::new();
+        env.write_schema("common", &json!({"$defs": {"when": bad}}));
+        env.write_schema(
+            "app",
+            &json!({"type": "object", "properties": {
+                "when": {"$ref": "common.schema.json#/$defs/when"}
+            }}),
+        );
+        env.write_doc("app", "when = \"x\"\n");
+        let out = Command::new(common::bin())
+            .arg("check")
+            .arg("--config-dir")
+            .arg(&env.configs)
+            .arg("--schema-dir")
+            .arg(&env.schemas)
+            .output()
+            .expect("run check");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("E_SCHEMA_INVALID"))
+            .unwrap_or_else(|| panic!("no E_SCHEMA_INVALID line: {text}"));
+        assert!(
+            line.contains("common.schema.json") && !line.contains("app.schema.json"),
+            "blamed on the wrong file: {line}"
+        );
+        assert!(line.contains("/$defs/when"), "{line}");
+    }
+}
