@@ -806,3 +806,90 @@ fn four_hundred_peers_not_reading_a_4mib_document_cost_bounded_memory() {
     );
     drop(peers);
 }
+
+// ---------------------------------------------------------------- B8
+
+/// One `GET /metrics` on a kept-alive TCP connection; the status code (0
+/// when the connection is closed or breaks).
+fn scrape(s: &mut std::net::TcpStream) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return 0;
+    }
+    let _ = s.set_read_timeout(Some(DEADLINE));
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return 0;
+    }
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return 0;
+        }
+        if h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return 0;
+    }
+    code
+}
+
+#[test]
+fn a_scraper_survives_idle_tcp_peers_and_keeps_its_connection() {
+    let env = plain_env();
+    let d = start(&env, &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = {
+        let found = || {
+            d.json_logs().iter().find_map(|l| {
+                common::log_field(l, "metrics_addr")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+        };
+        assert!(wait_until(DEADLINE, || found().is_some()));
+        found().expect("metrics address")
+    };
+    // The scraper's keep-alive connection, used once.
+    let mut scraper = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(scrape(&mut scraper), 200);
+    // Then 100 TCP peers connect and send nothing: more than the port's
+    // slots.
+    let idle: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() >= 80, "only {} connected", idle.len());
+    // A scrape interval longer than the header-read (idle) timeout of the
+    // socket (10 s) passes.
+    let _ = wait_until(Duration::from_secs(12), || false);
+    // The kept-alive connection still works, and so does a new one.
+    assert_eq!(
+        scrape(&mut scraper),
+        200,
+        "the scraper's connection was closed"
+    );
+    let mut fresh = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(scrape(&mut fresh), 200, "a new scrape was locked out");
+    // And with every slot held by idle peers again, a new scraper still
+    // gets in (the longest-idle peer makes room).
+    let more: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let mut late = std::net::TcpStream::connect(&addr).expect("connect");
+    assert_eq!(scrape(&mut late), 200, "locked out by idle peers");
+    drop((idle, more));
+}

@@ -272,6 +272,69 @@ impl Slots {
     }
 }
 
+/// The connections of a listener that are idle (waiting for a request),
+/// each with whether it has made a request, the time it became idle and a
+/// way to close it. Used by the `--metrics-listen` loop: when every slot is
+/// taken, a new connection closes one idle connection to take its slot —
+/// one that never made a request if there is any, else the one idle the
+/// longest. So idle TCP peers (anyone who can reach the port) can never
+/// lock a scraper out, and a scraper's keep-alive connection, used at
+/// every scrape, stays open across scrape intervals.
+#[derive(Debug, Default)]
+pub(crate) struct Idle {
+    /// Connection id → (has made a request, idle since, closes it).
+    conns: Mutex<HashMap<u64, IdleEntry>>,
+    /// The next connection id.
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Idle {
+    /// A new connection, idle from now; its id and its close signal.
+    fn register(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.insert(id, (false, Instant::now(), close.clone()));
+        (id, close)
+    }
+
+    /// `id` has answered a request and waits for the next one.
+    fn set_idle(&self, id: u64, close: &Arc<tokio::sync::Notify>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.insert(id, (true, Instant::now(), close.clone()));
+    }
+
+    fn set_busy(&self, id: u64) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.remove(&id);
+    }
+
+    /// Closes the connection idle the longest; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = conns
+            .iter()
+            .min_by_key(|(_, (served, since, _))| (*served, *since))
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| conns.remove(&id)) {
+            Some((_, _, close)) => {
+                close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One idle connection: has it made a request, since when idle, its close.
+type IdleEntry = (bool, Instant, Arc<tokio::sync::Notify>);
+
+/// How long a connection on `--metrics-listen` may wait for its next
+/// request once it has made one: longer than any common scrape interval,
+/// so a scraper's keep-alive connection is reused (the slot it holds is
+/// the first to go if the port is full, see [`Idle`]).
+pub const METRICS_KEEP_ALIVE: Duration = Duration::from_secs(600);
+
 /// Rate-limited warning about refused connections: one line when the limit
 /// is first hit, then at most one every [`LimitLog::EVERY`] with the count
 /// refused meanwhile, so a connection flood cannot flood the logs as well.
@@ -321,6 +384,7 @@ pub(crate) async fn serve<A: Accept>(
     router: Router,
     limits: Limits,
     slots: Slots,
+    idle: Option<Arc<Idle>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut limit_log = LimitLog::default();
@@ -339,18 +403,43 @@ pub(crate) async fn serve<A: Accept>(
                 continue;
             }
         };
+        let router = router.clone();
+        let shutdown = shutdown.clone();
         let permit = match slots.take(&peer) {
             Ok(p) => p,
             Err(why) => {
+                // Metrics: make room by closing the longest-idle connection,
+                // then take its slot once it is released.
+                if let Some(idle) = idle.clone().filter(|i| i.evict_oldest()) {
+                    let slots = slots.clone();
+                    tokio::spawn(async move {
+                        let deadline = Instant::now() + EVICTION_WAIT;
+                        loop {
+                            if let Ok(permit) = slots.take(&peer) {
+                                let conn = Some(idle.register()).map(|r| (idle, r));
+                                serve_connection(io, peer, router, limits, conn, shutdown).await;
+                                drop(permit);
+                                return;
+                            }
+                            if Instant::now() >= deadline {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    });
+                    continue;
+                }
                 limit_log.refused(&peer, &limits, why);
                 drop(io);
                 continue;
             }
         };
-        let router = router.clone();
-        let shutdown = shutdown.clone();
+        let conn = idle.clone().map(|i| {
+            let r = i.register();
+            (i, r)
+        });
         tokio::spawn(async move {
-            serve_connection(io, peer, router, limits, shutdown).await;
+            serve_connection(io, peer, router, limits, conn, shutdown).await;
             drop(permit);
         });
     }
@@ -362,33 +451,77 @@ pub(crate) async fn serve<A: Accept>(
     }
 }
 
+/// A connection tracked in an [`Idle`] set: the set, its id, its close signal.
+type Tracked = (Arc<Idle>, (u64, Arc<tokio::sync::Notify>));
+
+/// How long a connection that made room (see [`Idle`]) waits for the slot.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 async fn serve_connection<I>(
     io: I,
     peer: Peer,
     router: Router,
     limits: Limits,
+    tracked: Option<Tracked>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
     let fd = io.as_raw_fd();
     let max_body = limits.max_body_bytes;
+    let served_one = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let close = tracked.as_ref().map(|(_, (_, c))| c.clone());
+    let track = tracked.clone();
+    let seen = served_one.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
         let too_large = declares_too_much(&req, max_body);
         let router = router.clone();
+        let track = track.clone();
+        seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some((idle, (id, _))) = &track {
+            idle.set_busy(*id);
+        }
         async move {
-            if too_large {
-                return Ok(payload_too_large(max_body));
+            let resp = if too_large {
+                Ok(payload_too_large(max_body))
+            } else {
+                router
+                    .oneshot(req.map(|body| Limited::new(body, max_body)))
+                    .await
+            };
+            if let Some((idle, (id, close))) = &track {
+                idle.set_idle(*id, close);
             }
-            router
-                .oneshot(req.map(|body| Limited::new(body, max_body)))
-                .await
+            resp
         }
     });
+    // A tracked (metrics) connection may idle between requests up to
+    // METRICS_KEEP_ALIVE; its first request must still come within the
+    // header-read timeout (checked below).
+    let idle_timeout = if tracked.is_some() {
+        METRICS_KEEP_ALIVE.max(limits.header_read_timeout)
+    } else {
+        limits.header_read_timeout
+    };
+    let first_request = async {
+        if tracked.is_none() {
+            return std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(limits.header_read_timeout).await;
+        if served_one.load(std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    let evicted = async {
+        match &close {
+            Some(c) => c.notified().await,
+            None => std::future::pending::<()>().await,
+        }
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(idle_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_header_size(limits.max_header_bytes)
         // Queue the answer's buffers as they are (vectored writes) instead
@@ -400,7 +533,13 @@ async fn serve_connection<I>(
             TokioIo::new(SendTimeout::new(io, limits.send_timeout)),
             service,
         );
+    // However it ends, a tracked connection stops being an eviction candidate.
+    let _gone = tracked
+        .as_ref()
+        .map(|(idle, (id, _))| Gone(idle.clone(), *id));
     tokio::pin!(conn);
+    tokio::pin!(first_request);
+    tokio::pin!(evicted);
     tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
@@ -416,10 +555,25 @@ async fn serve_connection<I>(
                 "control socket: the client hung up; request abandoned"
             );
         }
+        () = &mut first_request => {
+            tracing::debug!("metrics: no request within the header-read timeout; closed");
+        }
+        () = &mut evicted => {
+            tracing::debug!("metrics: idle the longest while the port was full; closed");
+        }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Removes a tracked connection from its [`Idle`] set when dropped.
+struct Gone(Arc<Idle>, u64);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.set_busy(self.1);
     }
 }
 

@@ -147,6 +147,7 @@ impl Server {
             api::router(api.clone()),
             self.limits,
             slots,
+            None,
             stopped.clone(),
         ))];
         if let Some(tcp) = self.metrics {
@@ -161,6 +162,7 @@ impl Server {
                 api::metrics_router(api),
                 limits,
                 conn::Slots::new(&limits, daemon_uid),
+                Some(Arc::new(conn::Idle::default())),
                 stopped,
             )));
         }
