@@ -889,6 +889,17 @@ fn a_scraper_survives_idle_tcp_peers_and_keeps_its_connection() {
     let more: Vec<std::net::TcpStream> = (0..100)
         .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
         .collect();
+    // Once the daemon has dealt with all of them (its descriptors stop
+    // moving), every slot is held by an idle peer.
+    let mut last = fds_of(d.pid());
+    let mut since = std::time::Instant::now();
+    assert!(wait_until(DEADLINE, || {
+        let now = fds_of(d.pid());
+        if now != last {
+            (last, since) = (now, std::time::Instant::now());
+        }
+        since.elapsed() >= Duration::from_millis(300)
+    }));
     let mut late = std::net::TcpStream::connect(&addr).expect("connect");
     assert_eq!(scrape(&mut late), 200, "locked out by idle peers");
     drop((idle, more));

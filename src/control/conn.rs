@@ -286,6 +286,24 @@ pub(crate) struct Idle {
     conns: Mutex<HashMap<u64, IdleEntry>>,
     /// The next connection id.
     next: std::sync::atomic::AtomicU64,
+    /// Whether a new connection is waiting for the slot it made room for:
+    /// one at a time, so a flood costs at most one descriptor beyond the
+    /// slots.
+    evicting: std::sync::atomic::AtomicBool,
+    /// Where the evicted connection hands its slot to the one that made
+    /// room (so no other new connection can take it in between).
+    handoff: Mutex<Option<tokio::sync::oneshot::Sender<Held>>>,
+}
+
+/// Ends an eviction (see [`Idle::evicting`]) when dropped.
+struct Evicting(Arc<Idle>);
+
+impl Drop for Evicting {
+    fn drop(&mut self) {
+        self.0
+            .evicting
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Idle {
@@ -309,7 +327,37 @@ impl Idle {
         conns.remove(&id);
     }
 
-    /// Closes the connection idle the longest; whether there was one.
+    /// Closes an idle connection to make room (never-used first, then the
+    /// longest idle), unless an eviction is already under way; the
+    /// eviction ends when the returned guard drops.
+    fn evict(self: &Arc<Self>) -> Option<(Evicting, tokio::sync::oneshot::Receiver<Held>)> {
+        use std::sync::atomic::Ordering;
+        if self
+            .evicting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let guard = Evicting(self.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.evict_oldest().then_some((guard, rx))
+    }
+
+    /// A connection ended: an evicted one hands its slot over to the
+    /// connection that made room; any other just releases it.
+    fn release(idle: Option<&Arc<Idle>>, evicted: bool, permit: Held) {
+        let handoff = idle
+            .filter(|_| evicted)
+            .and_then(|i| i.handoff.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(tx) = handoff {
+            // Err: the newcomer gave up; the slot is simply released.
+            let _ = tx.send(permit);
+        }
+    }
+
+    /// Closes the connection chosen by [`Idle::evict`]; whether there was one.
     fn evict_oldest(&self) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let victim = conns
@@ -410,22 +458,20 @@ pub(crate) async fn serve<A: Accept>(
             Err(why) => {
                 // Metrics: make room by closing the longest-idle connection,
                 // then take its slot once it is released.
-                if let Some(idle) = idle.clone().filter(|i| i.evict_oldest()) {
-                    let slots = slots.clone();
+                let eviction = idle
+                    .as_ref()
+                    .and_then(|i| i.evict().map(|(g, rx)| (i.clone(), g, rx)));
+                if let Some((idle, evicting, slot)) = eviction {
                     tokio::spawn(async move {
-                        let deadline = Instant::now() + EVICTION_WAIT;
-                        loop {
-                            if let Ok(permit) = slots.take(&peer) {
-                                let conn = Some(idle.register()).map(|r| (idle, r));
-                                serve_connection(io, peer, router, limits, conn, shutdown).await;
-                                drop(permit);
-                                return;
-                            }
-                            if Instant::now() >= deadline {
-                                return;
-                            }
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
+                        let handed = tokio::time::timeout(EVICTION_WAIT, slot).await;
+                        drop(evicting);
+                        let Ok(Ok(permit)) = handed else {
+                            return;
+                        };
+                        let conn = Some((idle.clone(), idle.register()));
+                        let evicted =
+                            serve_connection(io, peer, router, limits, conn, shutdown).await;
+                        Idle::release(Some(&idle), evicted, permit);
                     });
                     continue;
                 }
@@ -438,9 +484,10 @@ pub(crate) async fn serve<A: Accept>(
             let r = i.register();
             (i, r)
         });
+        let idle = idle.clone();
         tokio::spawn(async move {
-            serve_connection(io, peer, router, limits, conn, shutdown).await;
-            drop(permit);
+            let evicted = serve_connection(io, peer, router, limits, conn, shutdown).await;
+            Idle::release(idle.as_ref(), evicted, permit);
         });
     }
     // Every connection holds a permit: all returned means all finished.
@@ -464,7 +511,8 @@ async fn serve_connection<I>(
     limits: Limits,
     tracked: Option<Tracked>,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> bool
+where
     I: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static,
 {
     let fd = io.as_raw_fd();
@@ -560,12 +608,14 @@ async fn serve_connection<I>(
         }
         () = &mut evicted => {
             tracing::debug!("metrics: idle the longest while the port was full; closed");
+            return true;
         }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
     }
+    false
 }
 
 /// Removes a tracked connection from its [`Idle`] set when dropped.
