@@ -100,6 +100,9 @@ impl Fixture {
             store: store.clone(),
             reloader: reloader.clone(),
             metrics,
+            outputs: None,
+            history: None,
+            planner: None,
         };
         let running = {
             let _guard = rt.enter();
