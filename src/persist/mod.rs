@@ -647,7 +647,8 @@ pub fn check_state_dir(dir: &Path) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("cannot inspect --state-dir {}: {e}", dir.display())),
     };
-    let own = crate::control::paths::current_uid();
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
     if !meta.is_dir() {
         return Err(format!("--state-dir {} is not a directory", dir.display()));
     }
