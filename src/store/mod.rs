@@ -13,6 +13,7 @@
 //! status. This module does not decide *what* to publish (that is
 //! [`crate::reload`]).
 
+pub mod handle;
 pub mod snapshot;
 pub mod status;
 pub mod typed;
