@@ -138,6 +138,15 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+    /// Let the daemon be core-dumped and ptrace-attached by its own uid
+    /// (by default it marks itself non-dumpable: a dump would hold every
+    /// secret it serves).
+    #[arg(long, env = "HOTCONF_ALLOW_CORE_DUMPS")]
+    pub allow_core_dumps: bool,
+    /// Serve documents that are symlinks to files owned by a uid other than
+    /// root and the daemon's (refused by default: see README "Security").
+    #[arg(long, env = "HOTCONF_ALLOW_FOREIGN_SYMLINKS")]
+    pub allow_foreign_symlinks: bool,
     /// Outputs file: files rendered from the documents, checked, then
     /// applied (see README "Feeding programs that read files").
     #[arg(long, env = "HOTCONF_OUTPUTS")]
@@ -244,6 +253,8 @@ impl RunArgs {
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            allow_core_dumps: self.allow_core_dumps,
+            allow_foreign_symlinks: self.allow_foreign_symlinks,
             outputs: self.outputs.clone(),
             history: self.history,
         }
@@ -311,6 +322,7 @@ pub fn main() -> ExitCode {
             &args.dirs.schema_dir,
             Limits {
                 max_file_size: args.dirs.max_file_size,
+                ..Limits::default()
             },
             &args.files,
             args.format == OutputFormat::Json,
@@ -323,6 +335,7 @@ pub fn main() -> ExitCode {
 fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
+        ..Limits::default()
     };
     if args.against_daemon {
         let opts = ClientOptions {

@@ -216,6 +216,8 @@ fn outcome(accepted: &[&str], rejected: &[&str], generation: u64) -> ReloadOutco
         rejected: rejected.iter().map(|s| s.to_string()).collect(),
         removed: vec![],
         generation,
+        waited: vec![],
+        deferred: vec![],
     }
 }
 

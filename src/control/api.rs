@@ -78,6 +78,8 @@ pub(crate) struct Api {
     pub shutdown: watch::Receiver<bool>,
     /// Blocking queries waiting right now (see [`super::Running::waiting_queries`]).
     pub waiting: Arc<AtomicUsize>,
+    /// Rate limit of the `reload_forbidden` warning, per uid.
+    pub reload_refusals: super::refusals::RefusalLog,
 }
 
 /// Counts one parked blocking query for as long as it lives, however it
@@ -390,12 +392,16 @@ async fn reload(
     Extension(peer): Extension<Peer>,
 ) -> Result<Response, ApiError> {
     if !peer.is_trusted(api.daemon_uid) {
-        tracing::warn!(
-            event = "reload_forbidden",
-            peer_uid = peer.uid,
-            peer_pid = peer.pid,
-            "refused POST /v1/reload from an untrusted peer"
-        );
+        if let Some(refused) = api.reload_refusals.note(peer.uid) {
+            tracing::warn!(
+                event = "reload_forbidden",
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                refused,
+                "refused POST /v1/reload from an untrusted peer \
+                 (refused counts this uid's refusals since its last such line)"
+            );
+        }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -20,6 +20,7 @@
 mod api;
 mod conn;
 pub mod paths;
+mod refusals;
 pub mod socket;
 pub mod views;
 
@@ -147,6 +148,7 @@ impl Server {
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),
+            reload_refusals: refusals::RefusalLog::default(),
         });
         let limit = self.limits.max_connections;
         let slots = conn::Slots::new(&self.limits, daemon_uid);
@@ -158,6 +160,7 @@ impl Server {
             api::router(api.clone()),
             self.limits,
             slots,
+            None,
             stopped.clone(),
         ))];
         if let Some(tcp) = self.metrics {
@@ -172,6 +175,7 @@ impl Server {
                 api::metrics_router(api),
                 limits,
                 conn::Slots::new(&limits, daemon_uid),
+                Some(Arc::new(conn::Idle::default())),
                 stopped,
             )));
         }

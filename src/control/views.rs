@@ -74,6 +74,7 @@ pub fn status(
             "reloads": status.counters.reloads,
             "rejections": status.counters.rejections,
         },
+        "warnings": status.warnings,
         "watch": {
             "ok": status.watch_degraded.is_none(),
             "degraded_reason": status.watch_degraded,
@@ -100,8 +101,10 @@ fn document(name: &str, snapshot: &Snapshot, status: &Status, trusted: bool) -> 
     let source = served
         .map(|d| d.source.display().to_string())
         .or_else(|| st.map(|s| s.source.display().to_string()));
-    // The rejected candidate's hash is as sensitive as a source hash.
-    let may_see_candidate_hash = trusted || served.is_some_and(|d| !d.has_secrets);
+    // The rejected candidate's hash is as sensitive as a source hash, and
+    // the candidate may hold secrets the served version does not (a field
+    // made `writeOnly`, a new secret): only trusted peers see it.
+    let may_see_candidate_hash = trusted;
     json!({
         "state": state.as_str(),
         "generation": served.map(|d| d.generation),
@@ -148,6 +151,8 @@ pub fn last_reload(o: &ReloadOutcome) -> Value {
         "accepted": o.accepted,
         "rejected": o.rejected,
         "removed": o.removed,
+        "waited_for": o.waited,
+        "deferred": o.deferred,
     })
 }
 

@@ -12,6 +12,7 @@
 //! Signal handlers only enqueue; nothing here reads a file.
 
 pub mod rlimit;
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,10 @@ pub struct Settings {
     pub outputs: Option<PathBuf>,
     /// How many reloads `GET /v1/history` remembers (`--history`).
     pub history: usize,
+    /// Stay dumpable (core dumps, ptrace by the same uid); off by default.
+    pub allow_core_dumps: bool,
+    /// Serve document symlinks whose target belongs to another uid.
+    pub allow_foreign_symlinks: bool,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -167,7 +172,8 @@ impl Daemon {
                 .poll_interval(settings.poll_interval)
                 .debounce(settings.debounce)
                 .all_or_nothing(settings.all_or_nothing)
-                .limits(config_limits(&settings));
+                .limits(config_limits(&settings))
+                .warnings(directory_warnings(&settings));
         if let Some(dir) = &settings.state_dir {
             builder = builder.state_dir(dir.clone());
         }
@@ -292,6 +298,7 @@ impl Daemon {
 fn config_limits(settings: &Settings) -> Limits {
     Limits {
         max_file_size: settings.max_file_size,
+        allow_foreign_symlinks: settings.allow_foreign_symlinks,
     }
 }
 
@@ -308,6 +315,11 @@ pub fn run(settings: Settings) -> i32 {
     if let Err(e) = logging::init(settings.log_format, &settings.log_level) {
         eprintln!("hotconf run: {e}");
         return 2;
+    }
+    if !settings.allow_core_dumps {
+        if let Err(e) = forbid_core_dumps() {
+            tracing::warn!(error = %e, "cannot mark the process non-dumpable");
+        }
     }
     let mut settings = settings;
     settings.max_connections = fit_connections(settings.max_connections);
@@ -328,6 +340,33 @@ pub fn run(settings: Settings) -> i32 {
         }
     };
     runtime.block_on(run_async(settings))
+}
+
+/// Marks the process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump, no
+/// ptrace or `/proc/PID/mem` by other processes of the same uid — each would
+/// expose every secret the daemon holds. Done before any document is read.
+fn forbid_core_dumps() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes plain integers and touches no
+    // memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What is unsafe about the config and schema directories (see
+/// [`strict`]), each logged as WARN `unsafe_directory`.
+fn directory_warnings(settings: &Settings) -> Vec<String> {
+    let warnings = strict::directory_warnings(
+        &settings.config_dir,
+        &settings.schema_dir,
+        control::paths::current_uid(),
+    );
+    for w in &warnings {
+        tracing::warn!(event = "unsafe_directory", "{w}");
+    }
+    warnings
 }
 
 /// Raises the open-file limit so that `wanted` connections fit beside the

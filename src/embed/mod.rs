@@ -66,6 +66,8 @@ pub struct Builder {
     /// Observers made from the store's first snapshot, added after
     /// `observers`.
     seeded: Vec<SeededObserver>,
+    /// Startup findings about unsafe directories, put into the status.
+    warnings: Vec<String>,
 }
 
 /// Makes an observer from the snapshot the store starts with.
@@ -162,6 +164,13 @@ impl Builder {
         self
     }
 
+    /// Warnings to show in the status (`warnings`) from the start: what
+    /// `hotconf run` found unsafe about the directories.
+    pub fn warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
     /// Persist the last good snapshot in `dir` and start from it (as
     /// `--state-dir`): with a persisted snapshot, invalid unregistered
     /// documents do not fail the start (they are `error`, their persisted
@@ -253,6 +262,9 @@ impl Builder {
         // only writer, starts. It reads files: off the async workers.
         let (persister, restored) = match &self.state_dir {
             Some(dir) => {
+                // Another user's or a shared state directory could forge
+                // what is served: refused before anything is read.
+                crate::persist::check_state_dir(dir).map_err(StartError::Internal)?;
                 let (dir, config_dir, schema_dir, limits) = (
                     dir.clone(),
                     self.config_dir.clone(),
@@ -284,6 +296,7 @@ impl Builder {
             all_or_nothing: self.all_or_nothing,
             debounce: self.debounce,
             unsettled: unsettled.clone(),
+            warnings: std::mem::take(&mut self.warnings),
         };
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
@@ -480,6 +493,7 @@ impl Hotconf {
             state_dir: None,
             observers: Vec::new(),
             seeded: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -81,7 +81,9 @@ pub fn shutdown(reason: &str, generation: u64) {
     info!(event = "shutdown", reason, generation, "hotconf stopped");
 }
 
-/// `document_accepted`: a new version of `name` is published.
+/// `document_accepted`: a new version of `name` is published. `sha256` is
+/// the hash untrusted peers see (the redacted one for a document holding
+/// secrets), never a source hash that would let a log reader test guesses.
 pub fn document_accepted(name: &str, source: &Path, generation: u64, sha256: &str) {
     info!(
         event = "document_accepted",
@@ -309,6 +311,8 @@ impl ReloadObserver for LogObserver {
             accepted = %names(&outcome.accepted),
             rejected = %names(&outcome.rejected),
             removed = %names(&outcome.removed),
+            waited_for = %names(&outcome.waited),
+            deferred = %names(&outcome.deferred),
             not_ok = %names(&not_ok),
             ok = not_ok.is_empty(),
             documents = snapshot.documents.len() as u64,

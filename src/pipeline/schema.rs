@@ -1153,9 +1153,10 @@ fn compile(
             } else {
                 schema_error_message(&pointer, e.instance(), &e.to_string())
             };
+            let at_fault = at_fault(&resources, root, &pointer, e.instance());
             Rejection::new(
                 Code::SchemaInvalid,
-                root_label.clone(),
+                label(schema_dir, at_fault),
                 Problem {
                     pointer,
                     line: None,
@@ -1175,6 +1176,27 @@ fn compile(
         root: root.to_string(),
         has_secrets,
     })
+}
+
+/// The closure file a compile error at `pointer` (showing `instance`) is
+/// in: the compiler reports a pointer into the file where it met the bad
+/// keyword (a `$ref`'d one too) but not the file, so it is the file whose
+/// value at that pointer is what the error shows — the root when it
+/// matches there, else the first other file that does.
+fn at_fault<'a>(
+    resources: &'a BTreeMap<String, Value>,
+    root: &'a str,
+    pointer: &str,
+    instance: &Value,
+) -> &'a str {
+    let holds = |v: &Value| v.pointer(pointer) == Some(instance);
+    if resources.get(root).is_some_and(holds) {
+        return root;
+    }
+    resources
+        .iter()
+        .find(|(rel, v)| rel.as_str() != root && holds(v))
+        .map_or(root, |(rel, _)| rel.as_str())
 }
 
 /// Validates each closure file against the meta-schema of its draft (its own
@@ -1408,5 +1430,37 @@ mod tests {
             s.redact(&v),
             json!({"db": {"password": "<redacted>", "user": "u"}, "tokens": ["<redacted>", "<redacted>"]})
         );
+    }
+
+    #[test]
+    fn a_compile_error_in_a_referenced_file_is_blamed_on_that_file() {
+        for (what, bad) in [
+            ("format", json!({"type": "string", "format": "datetime"})),
+            ("pattern", json!({"type": "string", "pattern": "(unclosed"})),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(
+                dir.path(),
+                "common.schema.json",
+                &json!({"$defs": {"ok": {"type": "integer"}, "bad": bad}}),
+            );
+            write(
+                dir.path(),
+                "a.schema.json",
+                &json!({"type": "object", "properties": {
+                    "n": {"$ref": "common.schema.json#/$defs/ok"},
+                    "when": {"$ref": "common.schema.json#/$defs/bad"}
+                }}),
+            );
+            let err = SchemaCache::new().load(dir.path(), "a").unwrap_err();
+            assert_eq!(err.code, Code::SchemaInvalid, "{what}: {err:?}");
+            assert!(
+                err.file.ends_with("common.schema.json"),
+                "{what}: blamed on {} ({err:?})",
+                err.file
+            );
+            let pointer = &err.problems[0].pointer;
+            assert!(pointer.starts_with("/$defs/bad"), "{what}: {pointer}");
+        }
     }
 }

@@ -31,6 +31,12 @@ pub(super) struct Context<'a> {
     pub(super) current: &'a Arc<Snapshot>,
     /// The documents read and judged.
     pub(super) judged: &'a [Judged],
+    /// Explicit reloads: documents still being written when it began,
+    /// waited for, then read complete.
+    pub(super) waited: Vec<String>,
+    /// Explicit reloads: documents still being written after waiting up
+    /// to `--debounce`; left as they were, for the follow-up reload.
+    pub(super) deferred: Vec<String>,
 }
 
 impl Reloader {
@@ -42,6 +48,7 @@ impl Reloader {
             started,
             current,
             judged,
+            ..
         } = *cx;
         if let Some(at) = plan.follow_up {
             self.queue.follow_up(at);
@@ -62,6 +69,8 @@ impl Reloader {
                 rejected: Vec::new(),
                 removed: Vec::new(),
                 generation: current.generation,
+                waited: cx.waited.clone(),
+                deferred: cx.deferred.clone(),
             };
         }
         if !plan.announced {
@@ -122,6 +131,8 @@ impl Reloader {
             rejected: plan.rejected,
             removed: plan.removed,
             generation: snapshot.generation,
+            waited: cx.waited.clone(),
+            deferred: cx.deferred.clone(),
         };
         let status = {
             let mut s = Status::clone(&self.writer.current().status);
@@ -147,7 +158,9 @@ impl Reloader {
             let generation = snapshot.generation;
             for name in &outcome.accepted {
                 if let Some(doc) = snapshot.get(name) {
-                    logging::document_accepted(name, &doc.source, generation, &doc.sha256);
+                    // The redacted hash (the source hash without secrets):
+                    // logs reach more readers than the socket's trusted peers.
+                    logging::document_accepted(name, &doc.source, generation, &doc.redacted_sha256);
                 }
             }
             for name in &outcome.removed {

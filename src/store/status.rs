@@ -103,6 +103,13 @@ pub struct ReloadOutcome {
     pub removed: Vec<String>,
     /// The snapshot generation after this reload.
     pub generation: u64,
+    /// Explicit reloads: documents a writer was still producing when the
+    /// reload began; it waited for them to settle and read them complete.
+    pub waited: Vec<String>,
+    /// Explicit reloads: documents still being written after waiting up to
+    /// `--debounce`; not read (their served version stays) — the reload the
+    /// watcher asks for once they settle reads them.
+    pub deferred: Vec<String>,
 }
 
 /// Monotonic counters.
@@ -131,6 +138,9 @@ pub struct Status {
     /// The state directory (`--state-dir`), if there is one: what was
     /// restored from it and whether the last persist worked.
     pub persist: Option<PersistStatus>,
+    /// Found at startup: config or schema directories other users may
+    /// write to (see `daemon::strict`). Shown in `/v1/status` `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// What the state directory (`--state-dir`) holds and whether writing it
