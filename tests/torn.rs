@@ -144,6 +144,12 @@ fn sighup_during_a_writers_pause_waits_for_the_complete_file() {
     // One new generation, the complete file: the part ({"name": "v2"},
     // which never existed as a whole file) was never its own generation.
     assert_eq!(complete_served(&env, &d), 2, "{:#?}", d.stderr_lines());
+    // The log is read by another thread: wait for the SIGHUP's own record.
+    wait_until(DEADLINE, || {
+        d.events("reload_finished")
+            .iter()
+            .any(|v| common::log_field(v, "trigger").and_then(Value::as_str) == Some("signal"))
+    });
     let partial = d.events("document_accepted").len();
     assert_eq!(
         partial,
