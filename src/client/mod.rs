@@ -139,10 +139,13 @@ pub fn watch(opts: &ClientOptions, name: Option<&str>) -> i32 {
         loop {
             let uri = match &last {
                 None => "/v1/status".to_string(),
+                // The instance makes a restarted daemon answer at once even
+                // when it counts to the same generation again.
                 Some(seen) => format!(
-                    "/v1/status?index={}&wait={}s",
+                    "/v1/status?index={}&wait={}s&instance={}",
                     seen.generation,
-                    WATCH_WAIT.as_secs()
+                    WATCH_WAIT.as_secs(),
+                    transport::encode_path(&seen.instance)
                 ),
             };
             let answer = conn

@@ -151,19 +151,23 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// `?index=N&wait=DURATION` as received.
+/// `?index=N&wait=DURATION&instance=ID` as received.
 #[derive(Debug, Default, Deserialize)]
 struct RawBlocking {
     index: Option<String>,
     wait: Option<String>,
+    instance: Option<String>,
 }
 
 /// A parsed blocking query: wait while the watched generation equals
-/// `index`, at most `wait`.
-#[derive(Debug, Clone, Copy)]
+/// `index`, at most `wait`. `instance` is the daemon start the client got
+/// `index` from: generations restart with the daemon, so an index from
+/// another start says nothing about this one and the query answers at once.
+#[derive(Debug, Clone)]
 struct Blocking {
     index: Option<u64>,
     wait: Duration,
+    instance: Option<String>,
 }
 
 fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, ApiError> {
@@ -185,6 +189,7 @@ fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, A
     Ok(Blocking {
         index,
         wait: wait.min(MAX_WAIT),
+        instance: raw.instance,
     })
 }
 
@@ -225,6 +230,9 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     let Some(index) = q.index else {
         return api.store.load_full();
     };
+    if q.instance.as_deref().is_some_and(|i| i != api.store.instance()) {
+        return api.store.load_full();
+    }
     // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.
     let deadline = Instant::now() + q.wait;
     let mut generations = api.store.subscribe();
