@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::client::{self, ClientOptions};
+use crate::control::paths::{self, Role};
 use crate::daemon::{self, LogFormat, Settings};
+use crate::observe::logging;
 use crate::pipeline::{self, Limits};
 
 /// hotconf — hot-reloadable configuration daemon.
@@ -78,7 +81,7 @@ pub struct DirArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub dirs: DirArgs,
-    /// Control socket path (default: see README).
+    /// Control socket path.
     #[arg(long, env = "HOTCONF_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Quiet time after a bare modification before it is read.
@@ -88,12 +91,12 @@ pub struct RunArgs {
     #[arg(long, env = "HOTCONF_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// One rejected document rejects the whole reload.
-    #[arg(long, env = "HOTCONF_ALL_OR_NOTHING")]
+    #[arg(long, env = "HOTCONF_ALL_OR_NOTHING", value_parser = BoolishValueParser::new())]
     pub all_or_nothing: bool,
     /// Do not watch the directories: changes are then found only by the
     /// poll, SIGHUP and the API (filesystems without inotify, such as NFS;
     /// deploys that reload explicitly).
-    #[arg(long, env = "HOTCONF_NO_WATCH")]
+    #[arg(long, env = "HOTCONF_NO_WATCH", value_parser = BoolishValueParser::new())]
     pub no_watch: bool,
     /// Mode of the control socket, octal.
     #[arg(long, env = "HOTCONF_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
@@ -107,8 +110,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "HOTCONF_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
-    /// Log level or tracing filter directive.
-    #[arg(long, env = "HOTCONF_LOG_LEVEL", default_value = "info")]
+    /// Log level (off, error, warn, info, debug, trace) or tracing filter
+    /// directives (info,hotconf=debug).
+    #[arg(long, env = "HOTCONF_LOG_LEVEL", default_value = "info", value_parser = logging::parse_log_filter)]
     pub log_level: String,
     /// Persist the last good snapshot here.
     #[arg(long, env = "HOTCONF_STATE_DIR")]
@@ -141,6 +145,9 @@ pub enum OutputFormat {
     Text,
     /// A JSON array of problems on stdout.
     Json,
+    /// `FILE:LINE:COL: error: CODE …` lines, as gcc prints them (VS Code's
+    /// `$gcc` problem matcher, Emacs' compilation mode).
+    Gcc,
 }
 
 /// Flags of `hotconf check`.
@@ -151,6 +158,9 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Print nothing on success (and no summary line on failure).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Only these files (default: every document of the config directory).
     pub files: Vec<PathBuf>,
 }
@@ -158,7 +168,7 @@ pub struct CheckArgs {
 /// Flags shared by client subcommands.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Control socket path (default: see README).
+    /// Control socket path.
     #[arg(long, env = "HOTCONF_SOCKET")]
     pub socket: Option<PathBuf>,
 }
@@ -233,9 +243,57 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// The command line parser, with the socket's real default (resolved from
+/// this environment, SPEC §4) in every `--socket` help text.
+pub fn command() -> clap::Command {
+    let daemon = paths::resolve_socket(None, Role::Daemon).path;
+    let client = paths::resolve_socket(None, Role::Client).path;
+    let help = |path: &std::path::Path, order: &str| {
+        format!(
+            "Control socket path [default: {}; in order: {order}]",
+            path.display()
+        )
+    };
+    let daemon_help = help(
+        &daemon,
+        "$RUNTIME_DIRECTORY/hotconf.sock, $XDG_RUNTIME_DIR/hotconf.sock, /tmp/hotconf-$UID/hotconf.sock",
+    );
+    let client_help = help(
+        &client,
+        "$RUNTIME_DIRECTORY/hotconf.sock, /run/hotconf/hotconf.sock if it exists, \
+         $XDG_RUNTIME_DIR/hotconf.sock, /tmp/hotconf-$UID/hotconf.sock",
+    );
+    let mut cmd = Cli::command();
+    for name in ["status", "get", "reload", "watch"] {
+        let h = client_help.clone();
+        cmd = cmd.mut_subcommand(name, |c| c.mut_arg("socket", |a| a.help(h)));
+    }
+    cmd.mut_subcommand("run", |c| c.mut_arg("socket", |a| a.help(daemon_help)))
+}
+
+/// `hotconf help [COMMAND] --help` means what `hotconf help [COMMAND]`
+/// does (clap's `help` subcommand takes no flags of its own).
+fn normalize_help(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "help") {
+        let (head, tail) = args.split_at(2.min(args.len()));
+        let mut kept: Vec<std::ffi::OsString> = head.to_vec();
+        kept.extend(
+            tail.iter()
+                .filter(|a| *a != "--help" && *a != "-h")
+                .cloned(),
+        );
+        args = kept;
+    }
+    args
+}
+
 /// Parses the process arguments and runs the subcommand.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args = normalize_help(std::env::args_os().collect());
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -254,6 +312,15 @@ pub fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// "1 document", "2 documents".
+fn documents(n: usize) -> String {
+    if n == 1 {
+        "1 document".to_string()
+    } else {
+        format!("{n} documents")
+    }
+}
+
 fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
@@ -264,6 +331,14 @@ fn check(args: &CheckArgs) -> i32 {
         &args.files,
         limits,
     );
+    // How many were checked; an unreadable directory is already a rejection.
+    let checked = if args.files.is_empty() {
+        pipeline::list_documents(&args.dirs.config_dir)
+            .map(|d| d.len())
+            .unwrap_or(0)
+    } else {
+        args.files.len()
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match args.format {
@@ -277,15 +352,36 @@ fn check(args: &CheckArgs) -> i32 {
             .iter()
             .flat_map(|r| r.lines())
             .try_for_each(|line| writeln!(out, "{line}")),
+        OutputFormat::Gcc => rejections
+            .iter()
+            .flat_map(|r| r.gcc_lines())
+            .try_for_each(|line| writeln!(out, "{line}")),
     };
     if written.is_err() {
         return 1;
     }
-    if rejections.is_empty() {
-        0
-    } else {
-        1
+    if !rejections.is_empty() {
+        if !args.quiet {
+            let problems: usize = rejections.iter().map(|r| r.problems.len().max(1)).sum();
+            eprintln!(
+                "hotconf check: {problems} problem(s); {} checked",
+                documents(checked)
+            );
+        }
+        return 1;
     }
+    if checked == 0 {
+        // An empty directory is almost always a wrong --config-dir.
+        eprintln!(
+            "hotconf check: no documents found in {} (expected NAME.toml files)",
+            pipeline::display_path(&args.dirs.config_dir)
+        );
+        return 1;
+    }
+    if !args.quiet {
+        eprintln!("{} ok", documents(checked));
+    }
+    0
 }
 
 #[cfg(test)]

@@ -3,6 +3,14 @@
 //! Prometheus, HTTP probes, journald and shells. Every test drives the real
 //! binary in a temp directory.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::path::Path;
@@ -110,4 +118,311 @@ fn blocking_queries_answer_at_once_for_another_instance() {
     assert_eq!(line["instance"], now["instance"]);
     let _ = watch.child.kill();
     let _ = watch.wait_exit(DEADLINE);
+}
+
+#[test]
+fn an_invalid_log_level_is_a_usage_error_naming_the_levels() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    let cases = [
+        ("--log-level", "verbose"),
+        ("--log-level", "debugg"),
+        ("--log-level", "hotconf=debugg"),
+        ("--log-level", ""),
+        ("HOTCONF_LOG_LEVEL", "verbose"),
+    ];
+    for (how, level) in cases {
+        let mut args = env.run_args();
+        let mut envs = Vec::new();
+        if how.starts_with("--") {
+            args.extend([how.to_string(), level.to_string()]);
+        } else {
+            envs.push((how, level));
+        }
+        // A daemon that starts anyway would run forever: bounded wait.
+        let mut d = Daemon::spawn(&args, &envs);
+        let status = d.wait_exit(DEADLINE);
+        let err = d.stderr_lines().join("\n");
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{how} {level:?}: {err}"
+        );
+        assert!(
+            err.contains("off, error, warn, info, debug, trace"),
+            "{how} {level:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn reload_after_the_watcher_applied_an_edit_says_nothing_new_and_what_is_not_ok() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    let d = start(&env, &["--poll-interval", "0"]);
+    env.write_doc("app", "port = 0\n");
+    assert!(wait_until(DEADLINE, || {
+        http(&env.socket(), "GET", "/v1/status", None)
+            .map(|r| r.json()["documents"]["app"]["state"] == json!("error"))
+            .unwrap_or(false)
+    }));
+    let socket = env.socket();
+    let mut c = Command::new(common::bin());
+    c.args(["reload", "--socket"]).arg(&socket);
+    let o = c.output().expect("reload");
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing new to apply"), "{text}");
+    assert!(!text.contains("rejected: -"), "{text}");
+    assert!(text.contains("not ok"), "{text}");
+    let line = format!(
+        "{}:1:8: E_SCHEMA /port:",
+        env.configs.join("app.toml").display()
+    );
+    assert!(text.lines().any(|l| l.starts_with(&line)), "{text}");
+
+    let metrics = http(&socket, "GET", "/metrics", None)
+        .expect("metrics")
+        .body;
+    let lines: Vec<_> = metrics.lines().map(|l| Ok(l.to_string())).collect();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("parse");
+    let unchanged = [("trigger", "api"), ("result", "unchanged")];
+    assert_eq!(
+        common::sample(&scrape, "hotconf_reloads_total", &unchanged),
+        Some(1.0),
+        "{metrics}"
+    );
+    let api_ok = [("trigger", "api"), ("result", "ok")];
+    assert_eq!(
+        common::sample(&scrape, "hotconf_reloads_total", &api_ok),
+        Some(0.0)
+    );
+    assert!(!metrics.contains("Reloads that did something"), "{metrics}");
+    drop(d);
+}
+
+#[test]
+fn check_says_how_many_documents_are_ok_unless_quiet() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    env.write_schema("db", &port_schema());
+    env.write_doc("db", "port = 2\n");
+    let dirs = |extra: &[&str]| {
+        let mut v = vec![
+            "check".to_string(),
+            "--config-dir".into(),
+            env.configs.display().to_string(),
+            "--schema-dir".into(),
+            env.schemas.display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let args = dirs(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&args, &[])
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "2 documents ok\n");
+    let o = run(&["--quiet"]);
+    assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(0), ""));
+    let app = env.configs.join("app.toml").display().to_string();
+    let o = run(&[&app]);
+    assert_eq!(stderr(&o), "1 document ok\n");
+
+    // gcc's diagnostic form, for editors' problem matchers.
+    env.write_doc("app", "port = 0\n");
+    let o = run(&["--format", "gcc"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with(&format!("{app}:1:8: error: E_SCHEMA /port: ")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn an_empty_config_dir_is_said_by_check_and_warned_by_run() {
+    let env = Env::new();
+    let args = [
+        "check",
+        "--config-dir",
+        env.configs.to_str().expect("utf-8"),
+        "--schema-dir",
+        env.schemas.to_str().expect("utf-8"),
+    ];
+    let o = cli(&args, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no documents found"), "{}", stderr(&o));
+
+    let d = start(&env, &["--no-watch"]);
+    assert!(
+        d.wait_event_count("no_documents", 1, DEADLINE),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    let warn = &d.events("no_documents")[0];
+    assert_eq!(warn["level"], json!("WARN"), "{warn}");
+}
+
+#[test]
+fn a_refused_startup_never_logs_a_published_generation() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    env.write_schema("db", &port_schema());
+    env.write_doc("db", "port = 0\n");
+    let mut d = Daemon::spawn(&env.run_args(), &[]);
+    let status = d.wait_exit(DEADLINE).expect("exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        d.events("snapshot_published").is_empty() && d.events("document_accepted").is_empty(),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    let last = d.stderr_lines().last().cloned().unwrap_or_default();
+    assert!(last.contains("not starting"), "{last}");
+}
+
+#[test]
+fn poll_reloads_are_logged_as_poll() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    let d = start(&env, &["--no-watch", "--poll-interval", "100ms"]);
+    env.write_doc("app", "port = 2\n");
+    assert!(
+        wait_until(DEADLINE, || d
+            .events("reload_finished")
+            .iter()
+            .any(|e| common::log_field(e, "trigger") == Some(&json!("poll")))),
+        "{:#?}",
+        d.stderr_lines()
+    );
+    assert!(d
+        .events("reload_finished")
+        .iter()
+        .all(|e| common::log_field(e, "trigger") != Some(&json!("watch"))));
+}
+
+#[test]
+fn boolean_env_twins_take_the_usual_spellings() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    for (value, set) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let mut args = env.run_args();
+        args.extend(["--poll-interval".into(), "0".into()]);
+        let d = Daemon::spawn(
+            &args,
+            &[
+                ("HOTCONF_NO_WATCH", value),
+                ("HOTCONF_ALL_OR_NOTHING", value),
+            ],
+        );
+        assert!(
+            d.wait_ready(&env.socket()),
+            "{value}: {:#?}",
+            d.stderr_lines()
+        );
+        let event = if set {
+            "watch_disabled"
+        } else {
+            "watch_started"
+        };
+        assert!(
+            d.wait_event_count(event, 1, DEADLINE),
+            "{value}: {:#?}",
+            d.stderr_lines()
+        );
+        let startup = &d.events("startup")[0];
+        assert_eq!(
+            common::log_field(startup, "all_or_nothing"),
+            Some(&json!(set))
+        );
+        stop(d);
+    }
+    let mut args = env.run_args();
+    args.extend(["--poll-interval".into(), "0".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = Command::new(common::bin());
+    c.args(&args).env("HOTCONF_NO_WATCH", "maybe");
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn help_shows_the_real_socket_default_and_help_takes_help() {
+    let rt = tempfile::tempdir().expect("tempdir");
+    for sub in ["run", "status", "watch"] {
+        let o = cli(&[sub, "--help"], &[("RUNTIME_DIRECTORY", rt.path())]);
+        assert_eq!(o.status.code(), Some(0));
+        let want = format!("[default: {}", rt.path().join("hotconf.sock").display());
+        assert!(stdout(&o).contains(&want), "{sub}: {}", stdout(&o));
+        assert!(!stdout(&o).contains("see README"), "{}", stdout(&o));
+    }
+    for args in [&["help", "--help"][..], &["help", "run", "--help"][..]] {
+        let o = cli(args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Usage:"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused_naming_the_first() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    let state = env.path().join("state");
+    let state_arg = state.display().to_string();
+    let first = start(&env, &["--no-watch", "--state-dir", &state_arg]);
+    let mut args = env.run_args();
+    let other = env.path().join("other.sock");
+    if let Some(i) = args.iter().position(|a| a == "--socket") {
+        args[i + 1] = other.display().to_string();
+    }
+    args.extend(["--no-watch".into(), "--state-dir".into(), state_arg.clone()]);
+    let mut second = Daemon::spawn(&args, &[]);
+    let status = second.wait_exit(DEADLINE).expect("second daemon exits");
+    assert_eq!(status.code(), Some(1), "{:#?}", second.stderr_lines());
+    let text = second.stderr_lines().join("\n");
+    assert!(text.contains(&format!("pid {}", first.pid())), "{text}");
+    assert!(!other.exists());
+    drop(first);
+}
+
+#[test]
+fn readme_error_examples_match_the_shipped_app_toml() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let env = Env::new();
+    for f in ["app.toml", "features.toml"] {
+        std::fs::copy(root.join("configs").join(f), env.configs.join(f)).expect("copy");
+    }
+    for f in std::fs::read_dir(root.join("schemas")).expect("schemas") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, env.schemas.join(f.file_name().expect("name"))).expect("copy");
+    }
+    let shipped = std::fs::read_to_string(root.join("configs/app.toml")).expect("app.toml");
+    for (edit, code) in [
+        ("timeout_ms = \"5000ms\"", "E_SCHEMA"),
+        ("timeout_ms == 5000", "E_PARSE"),
+    ] {
+        let text = shipped.replace("timeout_ms = 5000\n", &format!("{edit}\n"));
+        std::fs::write(env.configs.join("app.toml"), text).expect("write");
+        let mut c = Command::new(common::bin());
+        c.current_dir(env.path()).arg("check");
+        let o = c.output().expect("check");
+        let line = stdout(&o).lines().next().unwrap_or_default().to_string();
+        assert!(line.contains(code), "{line}");
+        assert!(readme.contains(&line), "README lacks {line:?}");
+    }
 }

@@ -450,8 +450,34 @@ fn state_dir_line(sd: &Value) -> Option<String> {
     })
 }
 
-/// The human form of a `POST /v1/reload` answer.
+/// The human form of a `POST /v1/reload` answer. A reload that found the
+/// files as served (the watcher applied or rejected them already) says so
+/// rather than listing three empty sets.
 pub fn render_reload(body: &Value) -> String {
+    let empty = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+    };
+    let not_ok = body
+        .get("not_ok")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty());
+    if empty("accepted") && empty("rejected") && empty("removed") {
+        let mut out = format!(
+            "reload ({}): nothing new to apply; generation {} is served\n",
+            body.get("trigger").and_then(Value::as_str).unwrap_or("api"),
+            body.get("generation").and_then(Value::as_u64).unwrap_or(0),
+        );
+        if let Some(not_ok) = not_ok {
+            out.push_str(&format!(
+                "not ok (their files are unchanged since they were last judged): {}\n",
+                not_ok.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            push_not_ok(&mut out, not_ok);
+        }
+        return out;
+    }
     let mut out = format!(
         "reload ({}): generation {}, {} ms\naccepted: {}\nrejected: {}\nremoved:  {}\n",
         body.get("trigger").and_then(Value::as_str).unwrap_or("api"),
@@ -461,28 +487,29 @@ pub fn render_reload(body: &Value) -> String {
         names(body.get("rejected")),
         names(body.get("removed")),
     );
-    if let Some(not_ok) = body
-        .get("not_ok")
-        .and_then(Value::as_object)
-        .filter(|m| !m.is_empty())
-    {
+    if let Some(not_ok) = not_ok {
         out.push_str("not ok:\n");
-        for (name, d) in not_ok {
-            match d.get("last_error").filter(|e| !e.is_null()) {
-                Some(e) => {
-                    for line in error_lines(e) {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                }
-                None => out.push_str(&format!(
-                    "{name}: {}\n",
-                    d.get("state").and_then(Value::as_str).unwrap_or("?")
-                )),
-            }
-        }
+        push_not_ok(&mut out, not_ok);
     }
     out
+}
+
+/// Every document of `not_ok` with its errors, compiler style.
+fn push_not_ok(out: &mut String, not_ok: &serde_json::Map<String, Value>) {
+    for (name, d) in not_ok {
+        match d.get("last_error").filter(|e| !e.is_null()) {
+            Some(e) => {
+                for line in error_lines(e) {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(&format!(
+                "{name}: {}\n",
+                d.get("state").and_then(Value::as_str).unwrap_or("?")
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -230,7 +230,10 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     let Some(index) = q.index else {
         return api.store.load_full();
     };
-    if q.instance.as_deref().is_some_and(|i| i != api.store.instance()) {
+    if q.instance
+        .as_deref()
+        .is_some_and(|i| i != api.store.instance())
+    {
         return api.store.load_full();
     }
     // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.

@@ -185,6 +185,9 @@ impl Daemon {
                 })
                 .await
                 .map_err(|e| StartError::Internal(format!("cannot read the state dir: {e}")))?;
+                if let Some(reason) = p.in_use() {
+                    return Err(StartError::Internal(format!("not starting: {reason}")));
+                }
                 (Some(p), r)
             }
             None => (None, None),
@@ -207,7 +210,11 @@ impl Daemon {
         };
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
-        if let Err(e) = pipeline::list_documents(&settings.config_dir) {
+        let listed = pipeline::list_documents(&settings.config_dir);
+        if listed.as_ref().is_ok_and(|docs| docs.is_empty()) {
+            logging::no_documents(&settings.config_dir);
+        }
+        if let Err(e) = listed {
             return Err(StartError::Invalid(vec![Rejection::bare(
                 Code::Io,
                 pipeline::display_path(&settings.config_dir),

@@ -34,6 +34,46 @@ pub enum LogFormat {
     Json,
 }
 
+/// The levels `--log-level` accepts, least to most verbose.
+pub const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `--log-level` value: a level, or comma-separated `tracing`
+/// directives where each one is a level or `TARGET=LEVEL`. A bare word that
+/// is not a level is refused: `tracing` would read it as a target name and
+/// silently log nothing at all (`verbose`, `debugg`).
+pub fn parse_log_filter(value: &str) -> Result<String, String> {
+    let valid = || {
+        format!(
+            "valid levels: {}; or directives such as info,hotconf=debug",
+            LEVELS.join(", ")
+        )
+    };
+    let is_level = |l: &str| LEVELS.iter().any(|v| v.eq_ignore_ascii_case(l.trim()));
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(format!("empty log level ({})", valid()));
+    }
+    for d in &directives {
+        let level = match d.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => d,
+        };
+        if !is_level(level) {
+            return Err(format!(
+                "unknown log level {level:?} in {value:?} ({})",
+                valid()
+            ));
+        }
+    }
+    EnvFilter::try_new(value)
+        .map_err(|e| format!("invalid log filter {value:?}: {e} ({})", valid()))?;
+    Ok(value.to_string())
+}
+
 /// Installs the global subscriber: `format` to stderr, filtered by `level`
 /// (`info`, `debug`, or any `tracing` filter directive). ANSI colours only
 /// when stderr is a terminal. Fails on a bad directive or when a subscriber
@@ -69,10 +109,22 @@ pub fn startup(instance: &str, config_dir: &Path, schema_dir: &Path, all_or_noth
         event = "startup",
         version = env!("CARGO_PKG_VERSION"),
         instance,
-        config_dir = %config_dir.display(),
-        schema_dir = %schema_dir.display(),
+        config_dir = %display_path(config_dir),
+        schema_dir = %display_path(schema_dir),
         all_or_nothing,
         "hotconf starting"
+    );
+}
+
+/// `no_documents`: the config directory holds no `NAME.toml` at startup;
+/// the daemon runs (documents may arrive), but this is usually a wrong
+/// `--config-dir`.
+pub fn no_documents(config_dir: &Path) {
+    warn!(
+        event = "no_documents",
+        config_dir = %display_path(config_dir),
+        "no documents found in {} (expected NAME.toml files); serving nothing until some appear",
+        display_path(config_dir)
     );
 }
 
@@ -193,7 +245,7 @@ pub fn reload_panicked() {
 pub fn nothing_changed(trigger: Trigger) {
     debug!(
         event = "nothing_changed",
-        trigger = trigger.as_str(),
+        trigger = trigger.log_name(),
         "no change found"
     );
 }
@@ -289,7 +341,7 @@ impl ReloadObserver for LogObserver {
     fn reload_started(&self, trigger: Trigger) {
         info!(
             event = "reload_started",
-            trigger = trigger.as_str(),
+            trigger = trigger.log_name(),
             "reload started"
         );
     }
@@ -304,7 +356,7 @@ impl ReloadObserver for LogObserver {
         let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
         info!(
             event = "reload_finished",
-            trigger = outcome.trigger.as_str(),
+            trigger = outcome.trigger.log_name(),
             generation = snapshot.generation,
             accepted = %names(&outcome.accepted),
             rejected = %names(&outcome.rejected),

@@ -35,7 +35,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct ReloadLabels {
     /// `startup`, `watch`, `signal` or `api`.
     trigger: &'static str,
-    /// `ok` (nothing rejected) or `rejected`.
+    /// `ok` (something applied, nothing rejected), `rejected` (this reload
+    /// rejected a document) or `unchanged` (nothing new to apply).
     result: &'static str,
 }
 
@@ -87,7 +88,7 @@ impl Metrics {
             Trigger::Signal,
             Trigger::Api,
         ] {
-            for result in ["ok", "rejected"] {
+            for result in ["ok", "rejected", "unchanged"] {
                 let _ = reloads.get_or_create(&ReloadLabels {
                     trigger: trigger.as_str(),
                     result,
@@ -102,10 +103,15 @@ impl Metrics {
 
     /// Records one finished reload.
     pub fn record(&self, outcome: &ReloadOutcome) {
-        let result = if outcome.rejected.is_empty() {
-            "ok"
-        } else {
+        let result = if !outcome.rejected.is_empty() {
             "rejected"
+        } else if outcome.accepted.is_empty()
+            && outcome.removed.is_empty()
+            && outcome.trigger != Trigger::Startup
+        {
+            "unchanged"
+        } else {
+            "ok"
         };
         self.reloads
             .get_or_create(&ReloadLabels {
@@ -135,7 +141,9 @@ impl Metrics {
         let mut r = Registry::with_prefix("hotconf");
         r.register(
             "reloads",
-            "Reloads that did something, by trigger and result (ok: nothing rejected)",
+            "Reloads run (every explicit one; implicit ones that found a change), by trigger and \
+             result: ok = applied with nothing rejected, rejected = it rejected a document, \
+             unchanged = nothing new to apply",
             self.reloads.clone(),
         );
         r.register_with_unit(

@@ -776,7 +776,8 @@ impl Reloader {
         // Part of the reload: done before anyone is told it finished.
         let refused_startup =
             trigger == Trigger::Startup && docs.values().any(|d| d.state != DocState::Ok);
-        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
+        let refused = refused_startup && !self.persister.as_ref().is_some_and(Persister::restored);
+        if !refused {
             self.persist(&snapshot);
         }
 
@@ -812,7 +813,9 @@ impl Reloader {
                 s.last_success_at = Some(SystemTime::now());
             }
         });
-        if publish {
+        // A refused startup is never served: saying "published" before the
+        // daemon's "not starting" would be a lie in the log.
+        if publish && !refused {
             let generation = snapshot.generation;
             for (name, doc) in &accepted {
                 logging::document_accepted(name, &doc.source, generation, &doc.sha256);
@@ -825,6 +828,8 @@ impl Reloader {
                 logging::document_removed(name, &source);
             }
             logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
+        }
+        if publish {
             self.store.notify_generation(snapshot.generation);
         }
         for o in &self.observers {
