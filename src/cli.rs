@@ -104,8 +104,9 @@ pub struct RunArgs {
     /// Group owning the control socket (name or gid).
     #[arg(long, env = "HOTCONF_SOCKET_GROUP")]
     pub socket_group: Option<String>,
-    /// Also serve /metrics (only) over TCP at ADDR:PORT.
-    #[arg(long, env = "HOTCONF_METRICS_LISTEN")]
+    /// Also serve /metrics and the /-/healthy, /-/ready probes over TCP at
+    /// ADDR:PORT (`:9464` is every interface, `localhost:9464` resolves).
+    #[arg(long, env = "HOTCONF_METRICS_LISTEN", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "HOTCONF_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
@@ -213,6 +214,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use units: 100ms, 30s, 1m)"))
+}
+
+/// Parses a TCP listen address: `ADDR:PORT`, `[V6]:PORT`, `:PORT` (every
+/// interface, as Prometheus's own `--web.listen-address` means it) or
+/// `HOST:PORT` (resolved once, at startup; the first address is used).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    if let Some(port) = t.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: the port is not a number"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    t.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e} (use ADDR:PORT, :PORT or HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Parses an octal file mode (`0660` or `660`), at most `0777`.
@@ -400,5 +422,15 @@ mod tests {
         assert_eq!(parse_mode("660"), Ok(0o660));
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("7777").is_err());
+        assert_eq!(
+            parse_listen(":9464"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:1"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
+        assert!(parse_listen("localhost:9464").is_ok_and(|a| a.ip().is_loopback()));
+        assert!(parse_listen(":http").is_err());
     }
 }

@@ -426,3 +426,117 @@ fn readme_error_examples_match_the_shipped_app_toml() {
         assert!(readme.contains(&line), "README lacks {line:?}");
     }
 }
+
+/// `GET PATH` over TCP with extra request headers; the raw answer.
+fn tcp_get(addr: &str, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// The body of a raw HTTP answer (not chunked: these answers have a length).
+fn body_of(raw: &str) -> &str {
+    raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// Starts a daemon with `--metrics-listen 127.0.0.1:0` and returns it with
+/// the TCP address it logged.
+fn with_metrics(env: &Env, extra: &[&str]) -> (Daemon, String) {
+    let mut args = vec!["--metrics-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let d = start(env, &args);
+    let mut addr = None;
+    assert!(wait_until(DEADLINE, || {
+        addr = d.json_logs().iter().find_map(|l| {
+            common::log_field(l, "metrics_addr")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        addr.is_some()
+    }));
+    (d, addr.expect("metrics_addr logged"))
+}
+
+#[test]
+fn promtool_finds_nothing_to_complain_about_in_metrics() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    env.write_schema("db", &port_schema());
+    env.write_doc("db", "port = 2\n");
+    let (_d, addr) = with_metrics(&env, &["--no-watch"]);
+    env.write_doc("db", "port = 0\n");
+    http(&env.socket(), "POST", "/v1/reload", None).expect("reload");
+    let raw = tcp_get(&addr, "/metrics", "Accept: */*\r\n");
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{raw}"
+    );
+    let text = body_of(&raw);
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("promtool not found ({e}): apt-get install prometheus"),
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    let o = child.wait_with_output().expect("promtool");
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        stdout(&o),
+        stderr(&o)
+    );
+    for series in [
+        "hotconf_build_info{version=\"",
+        "hotconf_rejections_total{code=\"E_SCHEMA\"} 1",
+        "hotconf_watch_healthy 1",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(series), "{series}: {text}");
+    }
+    // Prometheus asks for OpenMetrics and gets it.
+    let raw = tcp_get(
+        &addr,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n",
+    );
+    assert!(raw.contains("application/openmetrics-text"), "{raw}");
+    assert!(body_of(&raw).ends_with("# EOF\n"), "{raw}");
+    // The probes, and nothing else but /metrics.
+    assert!(tcp_get(&addr, "/-/healthy", "").starts_with("HTTP/1.1 200"));
+    assert!(tcp_get(&addr, "/-/ready", "").starts_with("HTTP/1.1 200"));
+    assert!(tcp_get(&addr, "/v1/status", "").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn metrics_listen_takes_a_bare_port_and_a_host_name() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    for listen in [":0", "localhost:0"] {
+        let d = start(&env, &["--no-watch", "--metrics-listen", listen]);
+        assert!(
+            d.wait_event_count("startup", 1, DEADLINE),
+            "{listen}: {:#?}",
+            d.stderr_lines()
+        );
+        stop(d);
+    }
+}

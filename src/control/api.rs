@@ -105,10 +105,13 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// `/metrics` alone, for `--metrics-listen`.
+/// `/metrics` and the probes `/-/healthy`, `/-/ready` (as Prometheus
+/// names them), for `--metrics-listen`: nothing that reads configuration.
 pub(crate) fn metrics_router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -392,9 +395,46 @@ async fn reload(
     ))
 }
 
-async fn metrics(State(api): Shared) -> Response {
-    let text = api.metrics.encode(&api.store);
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+/// How long `/-/healthy` waits for the reloader.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `/-/healthy`: 200 while the process answers and the reloader finishes
+/// an implicit look (silent when nothing changed) in time; 503 otherwise.
+async fn healthy(State(api): Shared) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, api.reloader.reload(Trigger::Poll)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "hotconf is healthy.\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reloader did not answer in time\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `/-/ready`: 200 once the startup load is done (some reload finished),
+/// 503 before.
+async fn ready(State(api): Shared) -> Response {
+    if api.store.status().last_reload.is_some() {
+        (StatusCode::OK, "hotconf is ready.\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the startup load is not done\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(api): Shared, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if metrics::wants_openmetrics(accept) {
+        let text = api.metrics.encode(&api.store);
+        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    } else {
+        let text = api.metrics.encode_text(&api.store);
+        ([(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], text).into_response()
+    }
 }
 
 #[cfg(test)]
