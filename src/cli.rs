@@ -137,6 +137,9 @@ pub enum LogFormatArg {
     Text,
     /// One JSON object per line.
     Json,
+    /// `<N>`-prefixed lines for the journal, without timestamps (the
+    /// default under systemd, when stderr is the journal).
+    Journald,
 }
 
 /// `--format` values of `check`.
@@ -200,6 +203,7 @@ impl RunArgs {
             log_format: match self.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
+                LogFormatArg::Journald => LogFormat::Journald,
             },
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),

@@ -540,3 +540,95 @@ fn metrics_listen_takes_a_bare_port_and_a_host_name() {
         stop(d);
     }
 }
+
+/// A child killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a log file once `cond` holds for them (bounded wait).
+fn wait_lines(path: &Path, cond: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let read = || -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let ok = wait_until(DEADLINE, || cond(&read()));
+    let lines = read();
+    assert!(ok, "{lines:#?}");
+    lines
+}
+
+#[test]
+fn under_journald_lines_carry_priorities_and_no_timestamps() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    one_doc(&env, 1);
+    let log = env.path().join("journal.stream");
+    let file = std::fs::File::create(&log).expect("log file");
+    let meta = file.metadata().expect("stat");
+    let mut c = Command::new(common::bin());
+    c.args(["run", "--config-dir"])
+        .arg(&env.configs)
+        .arg("--schema-dir")
+        .arg(&env.schemas)
+        .arg("--socket")
+        .arg(env.socket())
+        .args(["--no-watch", "--poll-interval", "0"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(std::process::Stdio::null())
+        .stderr(file);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HOTCONF_") || k == "NOTIFY_SOCKET" {
+            c.env_remove(k);
+        }
+    }
+    // Not `Daemon`: it would pipe stderr, and stderr must be this file.
+    let d = Killed(
+        c.stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    assert!(wait_until(DEADLINE, || http(
+        &env.socket(),
+        "GET",
+        "/v1/status",
+        None
+    )
+    .is_ok()));
+    env.write_doc("app", "port = 0\n");
+    http(&env.socket(), "POST", "/v1/reload", None).expect("reload");
+    let lines = wait_lines(&log, |l| l.iter().any(|l| l.contains("E_SCHEMA")));
+    for line in &lines {
+        assert!(line.starts_with('<'), "no priority: {line}");
+        // No timestamp of our own: journald stamps entries.
+        assert!(!line.contains("Z ") && !line.contains("T2"), "{line}");
+    }
+    let rejected = lines.iter().find(|l| l.contains("E_SCHEMA")).expect("line");
+    assert!(rejected.starts_with("<4>"), "{rejected}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("<6>") && l.contains("hotconf starting")));
+    drop(d);
+
+    // Asked for explicitly, on a pipe.
+    let mut args = env.run_args();
+    let i = args.iter().position(|a| a == "json").expect("json");
+    args[i] = "journald".into();
+    let d = Daemon::spawn(&args, &[]);
+    assert!(
+        wait_until(DEADLINE, || d
+            .stderr_lines()
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("E_SCHEMA"))),
+        "{:#?}",
+        d.stderr_lines()
+    );
+}

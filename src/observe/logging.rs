@@ -32,6 +32,61 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// Text lines for the journal: each starts with its syslog priority
+    /// (`<4>` for WARN, sd-daemon(3)) and carries no timestamp (journald
+    /// stamps entries itself). Chosen by itself when stderr is the journal
+    /// (`JOURNAL_STREAM`) and the format is text.
+    Journald,
+}
+
+/// Whether stderr is connected to the journal: `JOURNAL_STREAM` (set by
+/// systemd as `DEVICE:INODE`) names the same file as fd 2 (a child that
+/// inherited the variable but not the stream is not).
+pub fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    // SAFETY: fstat(2) on fd 2 writes into the zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    u64::try_from(st.st_dev).is_ok_and(|d| d == dev)
+        && u64::try_from(st.st_ino).is_ok_and(|i| i == ino)
+}
+
+/// Wraps an event format with the `<N>` syslog priority prefix that
+/// journald reads from a stream (ERROR 3, WARN 4, INFO 6, DEBUG/TRACE 7).
+struct Priority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Priority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// The levels `--log-level` accepts, least to most verbose.
@@ -84,7 +139,20 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let format = if format == LogFormat::Text && stderr_is_journal() {
+        LogFormat::Journald
+    } else {
+        format
+    };
     let installed = match format {
+        LogFormat::Journald => builder
+            .with_ansi(false)
+            .event_format(Priority(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_ansi(false),
+            ))
+            .try_init(),
         LogFormat::Json => builder
             .json()
             // Event fields at the top level: `{"event":"startup",...}`.
