@@ -58,8 +58,8 @@ pub fn stderr_is_journal() -> bool {
     if unsafe { libc::fstat(2, &mut st) } != 0 {
         return false;
     }
-    u64::try_from(st.st_dev).is_ok_and(|d| d == dev)
-        && u64::try_from(st.st_ino).is_ok_and(|i| i == ino)
+    // Both are u64 on Linux (libc's stat).
+    st.st_dev == dev && st.st_ino == ino
 }
 
 /// Wraps an event format with the `<N>` syslog priority prefix that
