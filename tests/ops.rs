@@ -368,7 +368,7 @@ fn help_shows_the_real_socket_default_and_help_takes_help() {
         assert_eq!(o.status.code(), Some(0));
         let want = format!("[default: {}", rt.path().join("hotconf.sock").display());
         assert!(stdout(&o).contains(&want), "{sub}: {}", stdout(&o));
-        assert!(!stdout(&o).contains("see README"), "{}", stdout(&o));
+        assert!(!stdout(&o).contains("default: see README"), "{}", stdout(&o));
     }
     for args in [&["help", "--help"][..], &["help", "run", "--help"][..]] {
         let o = cli(args, &[]);

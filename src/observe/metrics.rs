@@ -349,9 +349,9 @@ impl ReloadObserver for Metrics {
     }
 }
 
-/// Rewrites an OpenMetrics exposition as the classic text format (see
-/// [`Metrics::encode_text`]).
-fn to_text_format(openmetrics: &str) -> String {
+/// Rewrites an OpenMetrics exposition (this module's, or one with more
+/// families appended before its `# EOF`) as the classic text format.
+pub fn to_text_format(openmetrics: &str) -> String {
     let mut counters = std::collections::HashSet::new();
     for line in openmetrics.lines() {
         if let Some(name) = line
