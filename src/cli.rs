@@ -45,6 +45,10 @@ pub enum Command {
     Get {
         /// `NAME` or `NAME/json/pointer`.
         what: String,
+        /// Print a string value bare, without quotes (numbers and booleans
+        /// as they are, tables and arrays as compact JSON), for scripts.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -384,7 +388,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => daemon::run(args.settings()),
         Command::Check(args) => check(&args),
         Command::Status { json, client } => client::status(&client.options(), json),
-        Command::Get { what, client } => client::get(&client.options(), &what),
+        Command::Get { what, raw, client } => client::get_value(&client.options(), &what, raw),
         Command::Reload { client } => client::reload(&client.options()),
         Command::History { n, format, client } => {
             client::history::history(&client.options(), n, format == OutputFormat::Json)

@@ -368,7 +368,11 @@ fn help_shows_the_real_socket_default_and_help_takes_help() {
         assert_eq!(o.status.code(), Some(0));
         let want = format!("[default: {}", rt.path().join("hotconf.sock").display());
         assert!(stdout(&o).contains(&want), "{sub}: {}", stdout(&o));
-        assert!(!stdout(&o).contains("default: see README"), "{}", stdout(&o));
+        assert!(
+            !stdout(&o).contains("default: see README"),
+            "{}",
+            stdout(&o)
+        );
     }
     for args in [&["help", "--help"][..], &["help", "run", "--help"][..]] {
         let o = cli(args, &[]);
@@ -631,4 +635,41 @@ fn under_journald_lines_carry_priorities_and_no_timestamps() {
         "{:#?}",
         d.stderr_lines()
     );
+}
+
+#[test]
+fn get_raw_prints_a_string_bare_for_shell_scripts() {
+    let env = Env::new();
+    env.write_schema(
+        "app",
+        &strict_schema(json!({
+            "name": {"type": "string"},
+            "port": {"type": "integer"},
+            "server": {"type": "object"}
+        })),
+    );
+    env.write_doc(
+        "app",
+        "name = \"orders \\\"api\\\"\"\nport = 8080\n[server]\nlisten = \"0.0.0.0\"\n",
+    );
+    let _d = start(&env, &["--no-watch", "--poll-interval", "0"]);
+    let get = |what: &str, raw: bool| {
+        let mut c = Command::new(common::bin());
+        c.arg("get").arg(what).arg("--socket").arg(env.socket());
+        if raw {
+            c.arg("--raw");
+        }
+        c.output().expect("get")
+    };
+    let o = get("app/name", true);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "orders \"api\"\n");
+    assert_eq!(stdout(&get("app/port", true)), "8080\n");
+    assert_eq!(
+        stdout(&get("app/server", true)),
+        "{\"listen\":\"0.0.0.0\"}\n"
+    );
+    // Without --raw: JSON, as before.
+    assert_eq!(stdout(&get("app/name", false)), "\"orders \\\"api\\\"\"\n");
+    assert_eq!(get("app/nope", true).status.code(), Some(1));
 }

@@ -89,6 +89,23 @@ pub fn status(opts: &ClientOptions, json: bool) -> i32 {
 
 /// `hotconf get NAME[/pointer]`: prints the value as pretty JSON.
 pub fn get(opts: &ClientOptions, what: &str) -> i32 {
+    get_value(opts, what, false)
+}
+
+/// The text `hotconf get --raw` prints for `value`: a string bare (no
+/// quotes, no escapes), a number, boolean or null as JSON, an array or
+/// table as compact JSON — what `jq -r` prints, for
+/// `port=$(hotconf get --raw app/server/port)`.
+pub fn raw_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `hotconf get [--raw] NAME[/pointer]`: pretty JSON, or with `raw` the
+/// value as [`raw_text`] prints it.
+pub fn get_value(opts: &ClientOptions, what: &str, raw: bool) -> i32 {
     let conn = Connection::new(opts.socket_path());
     let uri = format!(
         "/v1/config/{}",
@@ -97,8 +114,11 @@ pub fn get(opts: &ClientOptions, what: &str) -> i32 {
     run("get", async move {
         let answer = conn.get(&uri, Some(REQUEST_TIMEOUT)).await?;
         let body = answer.json_ok()?;
-        let text = serde_json::to_string_pretty(&body)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text = if raw {
+            raw_text(&body)
+        } else {
+            serde_json::to_string_pretty(&body).map_err(|e| ClientError::Protocol(e.to_string()))?
+        };
         print(&format!("{text}\n"))?;
         Ok(0)
     })
