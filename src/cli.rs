@@ -72,6 +72,13 @@ pub enum Command {
     /// daemon without applying anything; exit 1 unless every document would
     /// be ok. Without a daemon, runs `check` (no diff is possible then).
     Plan(PlanArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of hotconf and its subcommands.
+    Man,
     /// Print one JSON line per new generation until interrupted.
     Watch {
         /// Only generations that change this document.
@@ -389,6 +396,22 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Status { json, client } => client::status(&client.options(), json),
         Command::Get { what, raw, client } => client::get_value(&client.options(), &what, raw),
+        Command::Completions { shell } => {
+            let mut cmd = command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "hotconf", &mut out);
+            print_bytes(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(command()).render(&mut out) {
+                Ok(()) => print_bytes(&out),
+                Err(e) => {
+                    eprintln!("hotconf man: {e}");
+                    1
+                }
+            }
+        }
         Command::Reload { client } => client::reload(&client.options()),
         Command::History { n, format, client } => {
             client::history::history(&client.options(), n, format == OutputFormat::Json)
@@ -406,6 +429,12 @@ pub fn main() -> ExitCode {
         Command::Watch { name, client } => client::watch(&client.options(), name.as_deref()),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Writes generated output to stdout; exit 1 if it cannot be written.
+fn print_bytes(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    i32::from(out.write_all(bytes).and_then(|()| out.flush()).is_err())
 }
 
 /// "1 document", "2 documents".

@@ -673,3 +673,24 @@ fn get_raw_prints_a_string_bare_for_shell_scripts() {
     assert_eq!(stdout(&get("app/name", false)), "\"orders \\\"api\\\"\"\n");
     assert_eq!(get("app/nope", true).status.code(), Some(1));
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    for (shell, marker) in [
+        ("bash", "complete -F _hotconf"),
+        ("zsh", "#compdef hotconf"),
+        ("fish", "complete -c hotconf"),
+    ] {
+        let o = cli(&["completions", shell], &[]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(text.contains("reload"), "{shell}: {text}");
+    }
+    assert_eq!(cli(&["completions", "tcsh"], &[]).status.code(), Some(2));
+    let o = cli(&["man"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains(".TH hotconf"), "{page}");
+    assert!(page.contains("check"), "{page}");
+}
