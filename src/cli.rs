@@ -35,8 +35,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the running daemon's status; exit 1 unless every document is ok.
     Status {
-        /// Print the raw API answer.
-        #[arg(long)]
+        /// Output format: `json` prints the raw API answer (the same
+        /// `--format json` as `check` and `plan`).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// The same as `--format json` (kept for existing scripts).
+        #[arg(long, hide = true)]
         json: bool,
         #[command(flatten)]
         client: ClientArgs,
@@ -174,6 +178,15 @@ pub enum LogFormatArg {
     /// `<N>`-prefixed lines for the journal, without timestamps (the
     /// default under systemd, when stderr is the journal).
     Journald,
+}
+
+/// `--format` values of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// The table.
+    Text,
+    /// The raw `/v1/status` answer.
+    Json,
 }
 
 /// `--format` values of `check`.
@@ -394,7 +407,11 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => daemon::run(args.settings()),
         Command::Check(args) => check(&args),
-        Command::Status { json, client } => client::status(&client.options(), json),
+        Command::Status {
+            format,
+            json,
+            client,
+        } => client::status(&client.options(), json || format == StatusFormat::Json),
         Command::Get { what, raw, client } => client::get_value(&client.options(), &what, raw),
         Command::Completions { shell } => {
             let mut cmd = command();

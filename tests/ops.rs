@@ -694,3 +694,19 @@ fn completions_and_the_man_page_are_generated() {
     assert!(page.contains(".TH hotconf"), "{page}");
     assert!(page.contains("check"), "{page}");
 }
+
+#[test]
+fn status_takes_the_same_format_flag_as_check() {
+    let env = Env::new();
+    one_doc(&env, 1);
+    let _d = start(&env, &["--no-watch", "--poll-interval", "0"]);
+    let socket = env.socket();
+    let s = socket.to_str().expect("utf-8");
+    let o = cli(&["status", "--format", "json", "--socket", s], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["documents"]["app"]["state"], json!("ok"));
+    // The old spelling still works for existing scripts.
+    let o = cli(&["status", "--json", "--socket", s], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
