@@ -163,6 +163,8 @@ impl Reloader {
             logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
         }
         if publish {
+            // Typed handles first: whoever the wake reaches reads the new value.
+            crate::store::handle::fill(self.config.types.sinks(), &snapshot);
             self.writer.wake();
         }
         for o in &self.observers {
