@@ -117,10 +117,13 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// `/metrics` alone, for `--metrics-listen`.
+/// `/metrics` and the probes `/-/healthy`, `/-/ready` (as Prometheus
+/// names them), for `--metrics-listen`: nothing that reads configuration.
 pub(crate) fn metrics_router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -163,19 +166,23 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// `?index=N&wait=DURATION` as received.
+/// `?index=N&wait=DURATION&instance=ID` as received.
 #[derive(Debug, Default, Deserialize)]
 struct RawBlocking {
     index: Option<String>,
     wait: Option<String>,
+    instance: Option<String>,
 }
 
 /// A parsed blocking query: wait while the watched generation equals
-/// `index`, at most `wait`.
-#[derive(Debug, Clone, Copy)]
+/// `index`, at most `wait`. `instance` is the daemon start the client got
+/// `index` from: generations restart with the daemon, so an index from
+/// another start says nothing about this one and the query answers at once.
+#[derive(Debug, Clone)]
 struct Blocking {
     index: Option<u64>,
     wait: Duration,
+    instance: Option<String>,
 }
 
 fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, ApiError> {
@@ -197,6 +204,7 @@ fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, A
     Ok(Blocking {
         index,
         wait: wait.min(MAX_WAIT),
+        instance: raw.instance,
     })
 }
 
@@ -237,6 +245,12 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     let Some(index) = q.index else {
         return api.store.load_full();
     };
+    if q.instance
+        .as_deref()
+        .is_some_and(|i| i != api.store.instance())
+    {
+        return api.store.load_full();
+    }
     // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.
     let deadline = Instant::now() + q.wait;
     let mut generations = api.store.subscribe();
@@ -604,7 +618,38 @@ async fn plan(
     ))
 }
 
-async fn metrics(State(api): Shared) -> Response {
+/// How long `/-/healthy` waits for the reloader.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `/-/healthy`: 200 while the process answers and the reloader finishes
+/// an implicit look (silent when nothing changed) in time; 503 otherwise.
+async fn healthy(State(api): Shared) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, api.reloader.reload(Trigger::Poll)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "hotconf is healthy.\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reloader did not answer in time\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `/-/ready`: 200 once the startup load is done (some reload finished),
+/// 503 before.
+async fn ready(State(api): Shared) -> Response {
+    if api.store.status().last_reload.is_some() {
+        (StatusCode::OK, "hotconf is ready.\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the startup load is not done\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(api): Shared, headers: axum::http::HeaderMap) -> Response {
     let mut text = api.metrics.encode(&api.store);
     if let Some(outputs) = &api.outputs {
         // One exposition: the outputs' families go before the closing EOF.
@@ -612,7 +657,13 @@ async fn metrics(State(api): Shared) -> Response {
             text = format!("{head}{}# EOF\n", outputs.encode_metrics());
         }
     }
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if metrics::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    } else {
+        let text = metrics::to_text_format(&text);
+        ([(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], text).into_response()
+    }
 }
 
 #[cfg(test)]

@@ -277,6 +277,10 @@ impl Builder {
                         .map_err(|e| {
                             StartError::Internal(format!("cannot read the state dir: {e}"))
                         })?;
+                // Two daemons on one state directory would overwrite each other.
+                if let Some(reason) = p.in_use() {
+                    return Err(StartError::Internal(format!("not starting: {reason}")));
+                }
                 (Some(p), r)
             }
             None => (None, None),
@@ -301,7 +305,10 @@ impl Builder {
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         let dir = self.config_dir.clone();
-        let listed = blocking(move || pipeline::list_documents(&dir).map(|_| ())).await;
+        let listed = blocking(move || pipeline::list_documents(&dir).map(|d| d.is_empty())).await;
+        if let Ok(Ok(true)) = &listed {
+            logging::no_documents(&self.config_dir);
+        }
         if let Err(e) = listed.and_then(|r| r.map_err(|e| e.to_string())) {
             return Err(StartError::Invalid(vec![Rejection::bare(
                 Code::Io,

@@ -289,6 +289,17 @@ impl Persister {
         Some(result)
     }
 
+    /// Why the state directory cannot be used, when another process holds
+    /// its lock (naming that process's pid when known): `hotconf run`
+    /// refuses to start then, since two daemons would overwrite each other.
+    pub fn in_use(&self) -> Option<&str> {
+        self.lock
+            .as_ref()
+            .err()
+            .map(String::as_str)
+            .filter(|e| e.starts_with(IN_USE))
+    }
+
     /// Whether [`Persister::open`] restored a snapshot (the store started
     /// from it).
     pub fn restored(&self) -> bool {
@@ -728,13 +739,28 @@ fn lock(dir: &Path) -> Result<File, String> {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
+        // The holder wrote its pid there (best effort: it may be mid-write).
+        let holder = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .map(|pid| format!("pid {pid}"))
+            .unwrap_or_else(|| e.to_string());
         return Err(format!(
-            "{} is in use by another hotconf ({e}); nothing will be persisted",
+            "{IN_USE} {} is in use by another hotconf ({holder})",
             dir.display()
         ));
     }
+    // Who holds it, for the message of a second daemon.
+    let mut f = &file;
+    let _ = f
+        .set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()));
     Ok(file)
 }
+
+/// Starts the message of a lock held by another process (see
+/// [`Persister::in_use`]).
+const IN_USE: &str = "the state directory";
 
 /// Writes `dir/name` atomically: a temp file in `dir`, written, fsynced,
 /// renamed over `name`. The caller fsyncs `dir` (once for many files).

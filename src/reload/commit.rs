@@ -119,7 +119,8 @@ impl Reloader {
         // Part of the reload: done before anyone is told it finished.
         let refused_startup =
             trigger == Trigger::Startup && plan.documents.values().any(|d| d.state != DocState::Ok);
-        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
+        let refused = refused_startup && !self.persister.as_ref().is_some_and(Persister::restored);
+        if !refused {
             self.persist(&snapshot);
         }
 
@@ -154,7 +155,9 @@ impl Reloader {
         // The snapshot and its status in one swap; waiters are woken only
         // after the publish is logged.
         let status = self.writer.publish(snapshot.clone(), status);
-        if publish {
+        // A refused startup is never served: saying "published" before the
+        // daemon's "not starting" would be a lie in the log.
+        if publish && !refused {
             let generation = snapshot.generation;
             for name in &outcome.accepted {
                 if let Some(doc) = snapshot.get(name) {
@@ -171,6 +174,8 @@ impl Reloader {
                 logging::document_removed(name, &source);
             }
             logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
+        }
+        if publish {
             // Typed handles first: whoever the wake reaches reads the new value.
             crate::store::handle::fill(self.config.types.sinks(), &snapshot);
             self.writer.wake();

@@ -30,6 +30,15 @@ impl Trigger {
         matches!(self, Trigger::Startup | Trigger::Signal | Trigger::Api)
     }
 
+    /// The name in logs: as [`Trigger::as_str`], except that the poll is
+    /// `poll`, so an operator can tell what found a change.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Trigger::Poll => "poll",
+            other => other.as_str(),
+        }
+    }
+
     /// The name used in status and metrics (`startup|watch|signal|api`).
     pub fn as_str(self) -> &'static str {
         match self {
