@@ -452,7 +452,10 @@ struct Open {
 /// estimated depth first exceeds [`MAX_DEPTH`], if it does. The estimate
 /// never under-counts for a valid document (see [`MAX_DEPTH`]); invalid
 /// TOML is left for the parser to report.
-fn depth_prescan(text: &str) -> Option<usize> {
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn depth_prescan(text: &str) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut i = 0usize;
     let mut stack: Vec<Open> = Vec::new();
