@@ -474,3 +474,107 @@ fn state_directory_full_then_read_only_warns_keeps_serving_and_recovers() {
         status(&socket)
     );
 }
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// Reads `uptime_s`, `counters.reloads` and `last_reload.duration_ms`.
+fn clocks(socket: &Path) -> (u64, u64, u64) {
+    let st = status(socket);
+    (
+        st["uptime_s"]
+            .as_u64()
+            .expect("uptime_s is a non-negative integer"),
+        st["counters"]["reloads"].as_u64().unwrap_or(0),
+        st["last_reload"]["duration_ms"].as_u64().unwrap_or(0),
+    )
+}
+
+/// A blocking query must answer (with the current value when `wait` runs
+/// out) whatever the wall clock does: it runs on the monotonic clock.
+fn blocking_query_answers(socket: &Path) {
+    let socket = socket.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let g = status(&socket)["generation"].as_u64().unwrap_or(0);
+        let r = http(
+            &socket,
+            "GET",
+            &format!("/v1/config?index={g}&wait=1s"),
+            None,
+        );
+        let _ = tx.send(r.map(|r| r.status));
+    });
+    let answer = rx
+        .recv_timeout(DEADLINE)
+        .expect("the blocking query stalled");
+    assert_eq!(answer.expect("answer"), 200);
+}
+
+#[test]
+fn wall_clock_jumps_cause_no_reload_storm_no_stall_and_no_negative_duration() {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "libfaketime is needed: apt-get install -y faketime"
+    );
+    let env = Env::new();
+    env.write_schema("app", &schema());
+    env.write_doc("app", "port = 1\n");
+    // Only the wall clock jumps (as when an operator or NTP sets it); the
+    // monotonic clock never does.
+    let offset = env.path().join("faketime");
+    std::fs::write(&offset, "+0\n").expect("offset");
+    let mut args = env.run_args();
+    args.extend(["--poll-interval", "1s", "--debounce", "100ms"].map(String::from));
+    let d = Daemon::spawn(
+        &args,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().expect("utf-8")),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let socket = env.socket();
+    assert!(d.wait_ready(&socket), "{:#?}", d.stderr_lines());
+    assert!(
+        wait_until(DEADLINE, || clocks(&socket).0 >= 1),
+        "uptime never reached 1 s"
+    );
+    for (jump, port) in [("-1d", 2), ("+2d", 3)] {
+        let (uptime, _, _) = clocks(&socket);
+        std::fs::write(&offset, format!("{jump}\n")).expect("jump");
+        // The faked clock really moved for the daemon.
+        let published_before = status(&socket)["published_at"].clone();
+        env.write_doc("app", &format!("port = {port}\n"));
+        assert!(
+            wait_until(DEADLINE, || served(&socket, "app") == json!({"port": port})),
+            "after a {jump} jump: {:#}\n{:#?}",
+            status(&socket),
+            d.stderr_lines()
+        );
+        assert_ne!(status(&socket)["published_at"], published_before);
+        let (uptime_after, reloads, duration_ms) = clocks(&socket);
+        assert!(
+            uptime_after >= uptime,
+            "uptime went from {uptime} to {uptime_after} s after a {jump} jump"
+        );
+        assert!(
+            duration_ms < 60_000,
+            "duration_ms {duration_ms} after a {jump} jump"
+        );
+        // No storm: an idle daemon does no recorded reloads while the poll
+        // keeps running.
+        std::thread::sleep(Duration::from_secs(3));
+        let (_, reloads_later, _) = clocks(&socket);
+        assert!(
+            reloads_later <= reloads + 1,
+            "{} reloads in 3 idle seconds after a {jump} jump",
+            reloads_later - reloads
+        );
+        blocking_query_answers(&socket);
+    }
+    for rec in d.events("reload_finished") {
+        let ms = log_field(&rec, "duration_ms").and_then(Value::as_i64);
+        assert!(ms.is_some_and(|ms| ms >= 0), "{rec}");
+    }
+}

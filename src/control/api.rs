@@ -305,7 +305,7 @@ async fn status(
     let trusted = peer.is_trusted(api.daemon_uid);
     let body = views::status(
         api.store.instance(),
-        api.store.started_at(),
+        api.store.uptime(),
         &snapshot,
         &status,
         trusted,
