@@ -2,6 +2,14 @@
 //! validate (the reloader's per-document cost), and the rejection path
 //! (locating every violation in the source).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench fixtures: a panic aborts the bench run, never the daemon"
+)]
+
 use std::hint::black_box;
 use std::path::Path;
 

@@ -6,6 +6,14 @@
 //! (`Store::typed`, the `T` built once per version) against deserializing
 //! the served JSON on every read, which is what it saves.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench fixtures: a panic aborts the bench run, never the daemon"
+)]
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

@@ -153,11 +153,12 @@ fn trial(op: &str, dir: &Path, i: usize) -> std::io::Result<Instant> {
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    let last = sorted.len().saturating_sub(1);
+    sorted
+        .get(rank.min(last))
+        .copied()
+        .unwrap_or(Duration::ZERO)
 }
 
 fn report(what: &str, mut v: Vec<Duration>) {

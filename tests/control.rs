@@ -7,6 +7,14 @@
 //! Edits are published with SIGHUP (explicit, immediate) or the checksum
 //! poll (implicit), so these tests do not depend on the file watcher.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -3,6 +3,14 @@
 //! directory, with a stand-in reloader. Covers every endpoint and status
 //! code, blocking queries and shutdown without depending on the pipeline.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::path::PathBuf;

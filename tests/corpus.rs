@@ -13,6 +13,14 @@
 //! [`KNOWN_DISAGREEMENTS`] with the reason, and the list is asserted to be
 //! exact: an entry that starts agreeing fails the test, so it cannot rot.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

@@ -13,6 +13,14 @@
 //! reload did after several files were written runs with `--no-watch`, so
 //! that the watcher cannot apply the edits first.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use serde_json::{json, Value};

@@ -9,6 +9,14 @@
 //! "bounded", not "fast". A stack overflow aborts the whole test binary,
 //! which is a failure too. Never enlarge the stacks to make a test pass.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::panic::resume_unwind;

@@ -6,6 +6,14 @@
 //! version (state `error`) instead of a refusal to start — unless the state
 //! itself is corrupt, which is ignored with a warning.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

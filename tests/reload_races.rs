@@ -2,6 +2,14 @@
 //! kept as regressions: what a woken blocking query reads, and a shared
 //! schema replaced while a reload reads its inputs.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use common::{http, strict_schema, wait_until, Daemon, Env, DEADLINE};

@@ -13,6 +13,14 @@
 //!
 //! Tests that need another uid skip themselves when not run as root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

@@ -2,6 +2,14 @@
 //! registered for a document before the reloader starts is checked on every
 //! candidate, built once per accepted version and served lock-free.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

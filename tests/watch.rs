@@ -8,6 +8,14 @@
 //! deadline; the only sleeps are the pauses a scenario itself consists of
 //! (a writer pausing mid-write, saves 3 ms apart).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::fs::OpenOptions;

@@ -3,6 +3,14 @@
 //! content signals at once, bare modifications wait for quiet, droppings are
 //! deferred, lost directories are re-watched.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use std::fs::OpenOptions;
