@@ -3,6 +3,14 @@
 //! Each drives the real binary; faults are real (permissions for a daemon
 //! run as another user, user and mount namespaces, signals).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use common::{http, log_field, wait_until, Daemon, Env, DEADLINE};

@@ -17,6 +17,14 @@
 //! and never pauses longer than a fraction of `--debounce` mid-file, so a
 //! half-written file being served is a daemon bug, never the editor's.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test, not a crashed daemon"
+)]
+
 mod common;
 
 use common::{http, wait_until, Env};
