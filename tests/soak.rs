@@ -4,7 +4,8 @@
 //!
 //! Short mode (the default, about two minutes) runs in `cargo test`; the long
 //! mode is `HOTCONF_SOAK_SECS=3600 cargo test --test soak -- --nocapture`.
-//! `HOTCONF_SOAK_SEED` replays a run (the seed is printed).
+//! `HOTCONF_SOAK_SEED` replays a run (the seed is printed);
+//! `HOTCONF_SOAK_EXPLICIT=0` turns off the random SIGHUPs and API reloads.
 //!
 //! Invariants: the daemon never dies; every value a client sees is exactly a
 //! value the editor wrote whole (each valid edit carries a unique marker) and
@@ -808,6 +809,9 @@ fn soak() {
     // Random explicit reloads: SIGHUP and POST /v1/reload.
     let explicit = Arc::new(AtomicU64::new(0));
     let stop_signals = Arc::new(AtomicBool::new(false));
+    // `HOTCONF_SOAK_EXPLICIT=0` leaves reloads to the watcher alone (to tell
+    // an explicit-reload bug from a watcher one).
+    let explicit_reloads = std::env::var("HOTCONF_SOAK_EXPLICIT").as_deref() != Ok("0");
     let signaller = {
         let (socket, stop, explicit) = (socket.clone(), stop_signals.clone(), explicit.clone());
         let mut rng = Rng(seed ^ 0xABCD);
@@ -816,6 +820,9 @@ fn soak() {
                 std::thread::sleep(rng.millis(1500));
                 if stop.load(Ordering::Relaxed) {
                     break;
+                }
+                if !explicit_reloads {
+                    continue;
                 }
                 if rng.chance(50) {
                     // SAFETY: kill(2) on our own child's pid.
