@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hotconf::store::testing::HandWriter;
 use hotconf::{ServedDocument, Snapshot, Store};
 use serde::Deserialize;
 
@@ -86,13 +87,15 @@ fn bench(c: &mut Criterion) {
     // A writer publishing new snapshots back to back (a reload storm): the
     // reader must never wait for it.
     let mut group = c.benchmark_group("read snapshot, writer publishing continuously");
+    // The bench stands in for the reloader: it takes the store's one writer.
+    let writer = Arc::new(HandWriter::claim(&store).expect("a fresh store's writer"));
     with_background(
         || {
-            let s = store.clone();
+            let w = writer.clone();
             let mut generation = 0u64;
             move || {
                 generation = generation.wrapping_add(1);
-                s.publish(snapshot_at(generation));
+                w.publish(snapshot_at(generation));
             }
         },
         || {

@@ -50,6 +50,21 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show the last reloads, newest first, like `git log --stat`.
+    History {
+        /// How many reloads.
+        #[arg(short = 'n', long = "max-count", default_value_t = 10)]
+        n: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show what an explicit reload would change, judged by the running
+    /// daemon without applying anything; exit 1 unless every document would
+    /// be ok. Without a daemon, runs `check` (no diff is possible then).
+    Plan(PlanArgs),
     /// Print one JSON line per new generation until interrupted.
     Watch {
         /// Only generations that change this document.
@@ -123,6 +138,14 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+    /// Outputs file: files rendered from the documents, checked, then
+    /// applied (see README "Feeding programs that read files").
+    #[arg(long, env = "HOTCONF_OUTPUTS")]
+    pub outputs: Option<PathBuf>,
+    /// How many reloads the daemon remembers for `hotconf history` (0:
+    /// none).
+    #[arg(long, env = "HOTCONF_HISTORY", default_value_t = crate::history::DEFAULT_CAPACITY)]
+    pub history: usize,
 }
 
 /// `--log-format` values.
@@ -151,7 +174,35 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Ask the running daemon instead: the same as `hotconf plan` (what
+    /// would change, judged with the daemon's schemas and rules).
+    #[arg(long)]
+    pub against_daemon: bool,
+    /// The daemon's socket, for `--against-daemon`.
+    #[arg(long, env = "HOTCONF_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Only these files (default: every document of the config directory).
+    pub files: Vec<PathBuf>,
+    /// Also dry-run this outputs file: render every output from the
+    /// documents, write each candidate beside its destination and run its
+    /// check, replacing and applying nothing.
+    #[arg(long, env = "HOTCONF_OUTPUTS")]
+    pub outputs: Option<PathBuf>,
+}
+
+/// Flags of `hotconf plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Where `check` looks when no daemon answers (the daemon uses its own).
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Candidate files NAME.toml (default: the daemon's config directory as
+    /// it is on disk).
     pub files: Vec<PathBuf>,
 }
 
@@ -193,6 +244,8 @@ impl RunArgs {
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            outputs: self.outputs.clone(),
+            history: self.history,
         }
     }
 }
@@ -249,6 +302,19 @@ pub fn main() -> ExitCode {
         Command::Status { json, client } => client::status(&client.options(), json),
         Command::Get { what, client } => client::get(&client.options(), &what),
         Command::Reload { client } => client::reload(&client.options()),
+        Command::History { n, format, client } => {
+            client::history::history(&client.options(), n, format == OutputFormat::Json)
+        }
+        Command::Plan(args) => client::history::plan(
+            &args.client.options(),
+            &args.dirs.config_dir,
+            &args.dirs.schema_dir,
+            Limits {
+                max_file_size: args.dirs.max_file_size,
+            },
+            &args.files,
+            args.format == OutputFormat::Json,
+        ),
         Command::Watch { name, client } => client::watch(&client.options(), name.as_deref()),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -258,6 +324,19 @@ fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
     };
+    if args.against_daemon {
+        let opts = ClientOptions {
+            socket: args.socket.clone(),
+        };
+        return client::history::plan(
+            &opts,
+            &args.dirs.config_dir,
+            &args.dirs.schema_dir,
+            limits,
+            &args.files,
+            args.format == OutputFormat::Json,
+        );
+    }
     let rejections = pipeline::check(
         &args.dirs.config_dir,
         &args.dirs.schema_dir,
@@ -281,11 +360,59 @@ fn check(args: &CheckArgs) -> i32 {
     if written.is_err() {
         return 1;
     }
-    if rejections.is_empty() {
-        0
-    } else {
-        1
+    if !rejections.is_empty() {
+        return 1;
     }
+    match &args.outputs {
+        Some(file) => check_outputs(file, args, limits),
+        None => 0,
+    }
+}
+
+/// `check --outputs FILE`: the outputs file, then every output rendered
+/// and checked as a candidate beside its destination (nothing replaced,
+/// nothing applied). One line per output; exit 1 if any failed.
+fn check_outputs(file: &std::path::Path, args: &CheckArgs, limits: Limits) -> i32 {
+    use crate::output;
+    let snapshot =
+        match output::snapshot_from_dirs(&args.dirs.config_dir, &args.dirs.schema_dir, limits) {
+            Ok(s) => s,
+            Err(rejections) => {
+                rejections
+                    .iter()
+                    .flat_map(|r| r.lines())
+                    .for_each(|l| say(&l));
+                return 1;
+            }
+        };
+    let results = match output::dry_run(file, &snapshot) {
+        Ok(results) => results,
+        Err(rejections) => {
+            rejections
+                .iter()
+                .flat_map(|r| r.lines())
+                .for_each(|l| say(&l));
+            return 1;
+        }
+    };
+    let mut failed = false;
+    for (name, result) in results {
+        match result {
+            Ok(()) => say(&format!(
+                "output {name}: ok (rendered and checked; nothing replaced)"
+            )),
+            Err(reason) => {
+                failed = true;
+                say(&format!("output {name}: {reason}"));
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// One line on stdout; a closed stdout is not worth a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[cfg(test)]

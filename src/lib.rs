@@ -21,12 +21,15 @@
 //! - [`watch`]: file-system events → "look again" signals for the reloader.
 //! - [`typed`]: Rust types registered for documents (`E_TYPE`), typed reads.
 //! - [`persist`]: the state directory: the last good snapshot on disk.
+//! - [`output`]: `--outputs`: files rendered, checked and applied for
+//!   programs that only read files.
 //! - [`logging`]: the log subscriber and the stable log events.
 //! - [`daemon`]: `hotconf run`, wiring everything together.
 //! - [`control`]: the HTTP API on the unix socket; [`metrics`]: Prometheus.
 //! - [`paths`]: where the socket is, for daemon and client alike;
 //!   [`rlimit`]: the open-file limit raised to fit the connections.
 //! - [`systemd`]: sd_notify readiness/reload/stop messages and the watchdog.
+//! - [`history`]: the reload history (key-level diffs) and read-only plans.
 //! - [`client`]: the CLI talking to a running daemon.
 //! - [`cli`]: flag parsing for the `hotconf` binary.
 //!
@@ -116,7 +119,9 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
+pub mod history;
 pub mod observe;
+pub mod output;
 pub mod persist;
 pub mod pipeline;
 pub mod reload;

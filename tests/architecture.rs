@@ -123,3 +123,48 @@ fn the_cycle_check_sees_a_cycle() {
     graph.get_mut("c").unwrap().clear();
     assert!(cycle_from(&graph, "a").is_none());
 }
+
+#[test]
+fn the_store_is_written_only_by_the_reloader() {
+    // The write side of the store is the reloader's: no other top-level
+    // module takes it or calls its publishing methods (the compiler
+    // already keeps them out of reach of tests and embedders: they are
+    // `pub(crate)`).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let writers = [
+        "StoreWriter",
+        "HandWriter",
+        ".take_writer(",
+        ".publish(",
+        ".update_status(",
+        ".set_status(",
+        ".wake(",
+    ];
+    let mut offenders = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("reload/") || rel.starts_with("store/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            if writers.iter().any(|w| line.contains(w)) {
+                offenders.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "store writes outside the reloader:\n{}",
+        offenders.join("\n")
+    );
+}

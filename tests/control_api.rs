@@ -1,5 +1,5 @@
 //! The control API in-process: a real `Store` that the test publishes into
-//! by hand, served by `control::Server` on a real unix socket in a temp
+//! by hand (through its one write side, claimed with `HandWriter`), served by `control::Server` on a real unix socket in a temp
 //! directory, with a stand-in reloader. Covers every endpoint and status
 //! code, blocking queries and shutdown without depending on the pipeline.
 
@@ -22,6 +22,7 @@ use hotconf::control::{Limits, SocketOptions};
 use hotconf::observe::metrics::Metrics;
 use hotconf::reload::{ReloadObserver, ReloaderGone};
 use hotconf::store::status::{DocState, DocStatus, LastError, ReloadOutcome, Status, Trigger};
+use hotconf::store::testing::HandWriter;
 use hotconf::{Code, Problem, Rejection, ServedDocument, Snapshot, Store};
 use serde_json::{json, Value};
 
@@ -33,6 +34,7 @@ type Prepared = (Option<Snapshot>, Status, ReloadOutcome);
 /// A reloader that applies a prepared result, as the real one would.
 struct FakeReloader {
     store: Arc<Store>,
+    writer: Arc<HandWriter>,
     metrics: Arc<Metrics>,
     next: Mutex<Option<Prepared>>,
 }
@@ -46,9 +48,9 @@ impl ReloadService for FakeReloader {
             };
             outcome.trigger = trigger;
             if let Some(s) = snapshot {
-                self.store.publish(s);
+                self.writer.publish(s);
             }
-            self.store.set_status(status.clone());
+            self.writer.set_status(status.clone());
             self.metrics
                 .reload_finished(&outcome, &status, &self.store.load_full());
             Ok(outcome)
@@ -59,6 +61,7 @@ impl ReloadService for FakeReloader {
 struct Fixture {
     rt: tokio::runtime::Runtime,
     store: Arc<Store>,
+    writer: Arc<HandWriter>,
     reloader: Arc<FakeReloader>,
     running: Option<Running>,
     socket: PathBuf,
@@ -75,9 +78,11 @@ impl Fixture {
             .build()
             .expect("runtime");
         let store = Arc::new(Store::new("test-instance".into()));
+        let writer = Arc::new(HandWriter::claim(&store).expect("a fresh store's writer"));
         let metrics = Arc::new(Metrics::new());
         let reloader = Arc::new(FakeReloader {
             store: store.clone(),
+            writer: writer.clone(),
             metrics: metrics.clone(),
             next: Mutex::new(None),
         });
@@ -95,6 +100,9 @@ impl Fixture {
             store: store.clone(),
             reloader: reloader.clone(),
             metrics,
+            outputs: None,
+            history: None,
+            planner: None,
         };
         let running = {
             let _guard = rt.enter();
@@ -103,6 +111,7 @@ impl Fixture {
         Fixture {
             rt,
             store,
+            writer,
             reloader,
             running: Some(running),
             socket,
@@ -211,21 +220,21 @@ fn outcome(accepted: &[&str], rejected: &[&str], generation: u64) -> ReloadOutco
 
 /// gen 1: app and db; gen 2: app changed.
 fn two_generations(f: &Fixture) {
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         1,
         vec![
             served("app", json!({"server": {"port": 8080, "a/b": true}}), 1),
             served("db", json!({"url": "postgres://x"}), 1),
         ],
     ));
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         2,
         vec![
             served("app", json!({"server": {"port": 9090, "a/b": true}}), 2),
             served("db", json!({"url": "postgres://x"}), 1),
         ],
     ));
-    f.store.set_status(ok_status(&["app", "db"]));
+    f.writer.set_status(ok_status(&["app", "db"]));
 }
 
 #[test]
@@ -238,7 +247,7 @@ fn status_has_every_field_of_the_spec() {
     st.counters.reloads = 2;
     st.counters.rejections = 1;
     st.watch_degraded = Some("inotify limit reached".into());
-    f.store.set_status(st);
+    f.writer.set_status(st);
 
     let r = f.get("/v1/status");
     assert_eq!(r.status, 200);
@@ -373,8 +382,8 @@ fn blocking_query_answers_on_publish_times_out_and_index_ahead() {
     assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     let mut st = ok_status(&["app"]);
     st.documents.insert("db".into(), schema_error("db"));
-    f.store.set_status(st);
-    f.store.publish(snapshot(
+    f.writer.set_status(st);
+    f.writer.publish(snapshot(
         3,
         vec![served("app", json!({"server": {"port": 1}}), 3)],
     ));
@@ -395,14 +404,14 @@ fn per_document_blocking_ignores_other_documents() {
     assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
     // app changes, db does not: the db query keeps waiting (had it
     // answered, it would carry generation 1).
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         3,
         vec![
             served("app", json!({"server": {"port": 3}}), 3),
             served("db", json!({"url": "postgres://x"}), 1),
         ],
     ));
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         4,
         vec![
             served("app", json!({"server": {"port": 3}}), 3),
@@ -418,7 +427,7 @@ fn per_document_blocking_ignores_other_documents() {
     // snapshot at 4 too; now let app move the snapshot to 5 and ask about
     // db with the *snapshot's* generation: not ahead, so it waits (and
     // times out with db's value and db's generation).
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         5,
         vec![
             served("app", json!({"server": {"port": 5}}), 5),
@@ -444,7 +453,7 @@ fn per_document_blocking_ignores_other_documents() {
         http(&socket, "GET", "/v1/config/db?index=4&wait=60s", None).expect("request")
     });
     assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         6,
         vec![served("app", json!({"server": {"port": 3}}), 3)],
     ));
@@ -459,7 +468,7 @@ fn per_document_blocking_ignores_other_documents() {
         http(&socket, "GET", "/v1/config/db?index=0&wait=60s", None).expect("request")
     });
     assert!(common::wait_until(DEADLINE, || f.waiting() == 1));
-    f.store.publish(snapshot(
+    f.writer.publish(snapshot(
         7,
         vec![
             served("app", json!({"server": {"port": 3}}), 3),
@@ -492,7 +501,7 @@ fn a_thousand_blocking_queries_are_answered_by_one_publish() {
     let parked = common::wait_until(DEADLINE, || f.waiting() >= N);
     assert!(parked, "only {} parked", f.waiting());
     let t = Instant::now();
-    f.store
+    f.writer
         .publish(snapshot(3, vec![served("app", json!({}), 3)]));
     let answers = f.rt.block_on(async {
         let mut out = Vec::new();
@@ -587,7 +596,7 @@ fn metrics_have_every_series_of_the_spec() {
     st.documents.insert("db".into(), schema_error("db"));
     st.last_reload = Some(outcome(&["app"], &["db"], 2));
     st.last_success_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-    f.store.set_status(st);
+    f.writer.set_status(st);
 
     let r = f.get("/metrics");
     assert_eq!(r.status, 200);

@@ -414,3 +414,21 @@ fn requests_during_a_reload_coalesce_into_exactly_one_more_and_explicit_wins() {
     );
     assert_eq!(store.status().counters.reloads, 2);
 }
+
+#[test]
+fn a_store_has_one_writer() {
+    let env = Env::new();
+    env.write_schema("a", &port_schema());
+    env.write_doc("a", "port = 1\n");
+    let (store, handle) = start(&env, |_| {});
+    let config = ReloadConfig::new(&env.configs, &env.schemas);
+    let second = Reloader::spawn(config, store.clone(), Vec::new());
+    assert_eq!(
+        second.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AlreadyExists),
+        "a second reloader for the same store is refused"
+    );
+    // The first one still writes.
+    assert_eq!(reload(&handle, Trigger::Startup).accepted, vec!["a"]);
+    assert_eq!(store.load().generation, 1);
+}

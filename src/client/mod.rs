@@ -1,5 +1,5 @@
-//! The CLI client: `status`, `get`, `reload`, `watch` over the control
-//! socket.
+//! The CLI client: `status`, `get`, `reload`, `watch` (and, in
+//! [`history`], `history` and `plan`) over the control socket.
 //!
 //! Each command is a function returning the process exit code (0 ok, 1 the
 //! daemon reports a problem or cannot be reached). The HTTP exchange lives
@@ -7,6 +7,7 @@
 //! so it is testable without a daemon. Nothing here panics on what the
 //! daemon sends: a malformed answer is an error message and exit 1.
 
+pub mod history;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ pub fn status(opts: &ClientOptions, json: bool) -> i32 {
     run("status", async move {
         let answer = conn.get("/v1/status", Some(REQUEST_TIMEOUT)).await?;
         let body = answer.json_ok()?;
-        let ok = body.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        let ok = body.get("ok").and_then(Value::as_bool).unwrap_or(false) && !outputs_failed(&body);
         if json {
             print(&format!("{}\n", String::from_utf8_lossy(&answer.body)))?;
         } else {
@@ -407,6 +408,9 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
     if let Some(line) = s("state_dir").and_then(state_dir_line) {
         out.push_str(&line);
     }
+    if let Some(outputs) = s("outputs").and_then(Value::as_object) {
+        outputs_lines(outputs, s("outputs_file"), now, &mut out, &mut errors);
+    }
     if !errors.is_empty() {
         out.push_str("errors:\n");
         for e in errors {
@@ -414,7 +418,141 @@ pub fn render_status(body: &Value, now: SystemTime) -> String {
             out.push('\n');
         }
     }
+    let drift: Vec<String> = docs
+        .iter()
+        .filter_map(|(name, d)| served_vs_disk(name, d, now))
+        .collect();
+    if !drift.is_empty() {
+        out.push_str("served vs on disk (`hotconf plan` shows the difference):\n");
+        for line in drift {
+            out.push_str(&line);
+        }
+    }
     out
+}
+
+/// The outputs table of `hotconf status` (`--outputs`), their errors, and
+/// a refused outputs file.
+fn outputs_lines(
+    outputs: &serde_json::Map<String, Value>,
+    file: Option<&Value>,
+    now: SystemTime,
+    out: &mut String,
+    errors: &mut Vec<String>,
+) {
+    let width = outputs
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    out.push_str(&format!(
+        "{:width$}  {:7}  {:>5}  {:12}  {:10}  DESTINATION\n",
+        "OUTPUT", "STATE", "GEN", "SHA256", "APPLIED"
+    ));
+    for (name, o) in outputs {
+        let state = o.get("state").and_then(Value::as_str).unwrap_or("?");
+        let gen = o
+            .get("generation")
+            .and_then(Value::as_u64)
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "-".into());
+        let sha: String = o
+            .get("sha256")
+            .and_then(Value::as_str)
+            .map(|h| h.chars().take(12).collect())
+            .unwrap_or_else(|| "-".into());
+        let applied = match o.get("applied_at").filter(|v| !v.is_null()) {
+            Some(at) => ago(Some(at), now),
+            None => "-".into(),
+        };
+        let dest = o.get("destination").and_then(Value::as_str).unwrap_or("?");
+        out.push_str(&format!(
+            "{name:width$}  {state:7}  {gen:>5}  {sha:12}  {applied:10}  {dest}\n"
+        ));
+        if let Some(message) = o
+            .get("last_error")
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+        {
+            errors.push(format!("output {name}: {message}"));
+        }
+    }
+    if let Some(problems) = file
+        .and_then(|f| f.get("last_error"))
+        .and_then(|e| e.get("problems"))
+        .and_then(Value::as_array)
+    {
+        for p in problems {
+            let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+            let at = match (
+                p.get("line").and_then(Value::as_u64),
+                p.get("column").and_then(Value::as_u64),
+            ) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                _ => String::new(),
+            };
+            let pointer = match text("pointer") {
+                "" => String::new(),
+                ptr => format!(" {ptr}"),
+            };
+            errors.push(format!(
+                "{}{at}: {}{pointer}: {}",
+                text("file"),
+                text("code"),
+                text("message")
+            ));
+        }
+        errors.push("the outputs file was refused; the previous outputs stay in force".into());
+    }
+}
+
+/// Whether `/v1/status` reports a failed output or a refused outputs file.
+fn outputs_failed(body: &Value) -> bool {
+    let failed = body
+        .get("outputs")
+        .and_then(Value::as_object)
+        .is_some_and(|o| {
+            o.values()
+                .any(|o| o.get("state").and_then(Value::as_str) == Some("error"))
+        });
+    let refused = body
+        .get("outputs_file")
+        .and_then(|f| f.get("ok"))
+        .and_then(Value::as_bool)
+        == Some(false);
+    failed || refused
+}
+
+/// For a document that is not ok: what is served (generation, hash, since
+/// when) and what is on disk (the rejected file's hash, since when).
+fn served_vs_disk(name: &str, d: &Value, now: SystemTime) -> Option<String> {
+    let state = d.get("state").and_then(Value::as_str)?;
+    if state == "ok" {
+        return None;
+    }
+    let short = |v: Option<&Value>| -> Option<String> {
+        v.and_then(Value::as_str)
+            .map(|h| h.chars().take(12).collect())
+    };
+    let served = match d.get("generation").and_then(Value::as_u64) {
+        Some(g) => format!(
+            "serving generation {g} (sha256 {}, loaded {})",
+            short(d.get("sha256")).unwrap_or_else(|| "-".into()),
+            ago(d.get("loaded_at"), now)
+        ),
+        None => "nothing served".into(),
+    };
+    let e = d.get("last_error").filter(|e| !e.is_null());
+    let at = ago(e.and_then(|e| e.get("at")), now);
+    let disk = if state == "missing" {
+        format!("on disk: no file (since {at})")
+    } else {
+        let sha =
+            short(e.and_then(|e| e.get("sha256"))).unwrap_or_else(|| "unreadable or hidden".into());
+        format!("on disk: sha256 {sha}, rejected {at}")
+    };
+    Some(format!("  {name}: {served}; {disk}\n"))
 }
 
 /// The `state_dir` line of `hotconf status` (`--state-dir`): where, what

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -118,7 +118,20 @@ impl Connection {
         uri: &str,
         timeout: Option<Duration>,
     ) -> Result<Answer, ClientError> {
-        let exchange = self.exchange(method, uri);
+        self.request_with_body(method, uri, Bytes::new(), timeout)
+            .await
+    }
+
+    /// One request carrying `body` (JSON); `timeout` bounds the whole
+    /// exchange.
+    pub async fn request_with_body(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, ClientError> {
+        let exchange = self.exchange(method, uri, body);
         match timeout {
             None => exchange.await,
             Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| {
@@ -131,7 +144,12 @@ impl Connection {
         }
     }
 
-    async fn exchange(&self, method: Method, uri: &str) -> Result<Answer, ClientError> {
+    async fn exchange(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
         let stream = UnixStream::connect(&self.path).await.map_err(|source| {
             let path = self.path.clone();
             if source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -158,11 +176,15 @@ impl Connection {
             .await
             .map_err(broken)?;
         let driver = tokio::spawn(conn);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(uri)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())
+            .header(hyper::header::HOST, "localhost");
+        if !body.is_empty() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| ClientError::Protocol(format!("bad request {uri:?}: {e}")))?;
         let response = sender.send_request(request).await.map_err(broken)?;
         let status = response.status().as_u16();

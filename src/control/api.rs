@@ -23,6 +23,8 @@ use tokio::time::Instant;
 
 use super::conn::Peer;
 use super::views;
+use crate::history::plan::{Candidate, Planner};
+use crate::history::History;
 use crate::observe::metrics::{self, Metrics};
 use crate::reload::{ReloadHandle, ReloaderGone};
 use crate::store::snapshot::Snapshot;
@@ -64,6 +66,12 @@ pub(crate) struct Api {
     pub reloader: Arc<dyn ReloadService>,
     /// Encodes `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The outputs' own status, merged into `/v1/status` and `/metrics`.
+    pub outputs: Option<crate::output::Outputs>,
+    /// Serves `GET /v1/history`.
+    pub history: Option<Arc<History>>,
+    /// Judges `POST /v1/plan`.
+    pub planner: Option<Arc<Planner>>,
     /// Peers running as this uid (or root) are trusted.
     pub daemon_uid: u32,
     /// Turns true at shutdown: blocking queries answer at once.
@@ -99,6 +107,8 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/config", get(config_all))
         .route("/v1/config/{*path}", get(config_one))
         .route("/v1/reload", post(reload))
+        .route("/v1/history", get(history))
+        .route("/v1/plan", post(plan))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -303,13 +313,18 @@ async fn status(
     let _ = wait_for(&api, q, snapshot_ready).await;
     let (snapshot, status) = api.store.load_with_status();
     let trusted = peer.is_trusted(api.daemon_uid);
-    let body = views::status(
+    let mut body = views::status(
         api.store.instance(),
         api.store.uptime(),
         &snapshot,
         &status,
         trusted,
     );
+    if let (Some(outputs), Some(map)) = (&api.outputs, body.as_object_mut()) {
+        let (outputs, file) = outputs.status().to_json(trusted);
+        map.insert("outputs".into(), outputs);
+        map.insert("outputs_file".into(), file);
+    }
     Ok(with_headers(
         Json(body).into_response(),
         snapshot.generation,
@@ -402,8 +417,194 @@ async fn reload(
     ))
 }
 
+/// `X-Hotconf-History-Index`: the id of the newest history entry (the
+/// `index` of a blocking `GET /v1/history`).
+pub const HISTORY_INDEX_HEADER: HeaderName = HeaderName::from_static("x-hotconf-history-index");
+
+/// Most entries one `GET /v1/history` returns without `?limit=`.
+const DEFAULT_HISTORY_LIMIT: usize = 20;
+
+/// `?limit=&since=` of `GET /v1/history`, beside the blocking ones.
+#[derive(Debug, Default, Deserialize)]
+struct RawHistory {
+    limit: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /v1/history`: the last reloads, newest first. A blocking query
+/// (`?index=ID`) waits for an entry newer than `ID` — any recorded reload,
+/// rejections and `missing` files included: history is not the snapshot.
+async fn history(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+    q: Result<Query<RawBlocking>, QueryRejection>,
+    h: Result<Query<RawHistory>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    let q = blocking(q)?;
+    let Query(h) = h.map_err(|e| bad(e.body_text()))?;
+    let number = |what: &str, s: Option<String>| -> Result<Option<u64>, ApiError> {
+        s.map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("{what} {s:?} is not a number")))
+        })
+        .transpose()
+    };
+    let limit = number("limit", h.limit)?
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let since = number("since", h.since)?.unwrap_or(0);
+    let Some(hist) = api.history.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this daemon keeps no history",
+        ));
+    };
+    if let Some(index) = q.index {
+        wait_for_history(&api, &hist, index, q.wait).await;
+    }
+    let trusted = peer.is_trusted(api.daemon_uid);
+    let latest = hist.latest_id();
+    let entries: Vec<serde_json::Value> = hist
+        .entries(limit, since)
+        .iter()
+        .map(|e| e.to_json(trusted))
+        .collect();
+    let body = serde_json::json!({
+        "instance": api.store.instance(),
+        "latest": latest,
+        "capacity": hist.capacity(),
+        "entries": entries,
+    });
+    let mut resp = with_headers(
+        Json(body).into_response(),
+        api.store.load().generation,
+        api.store.instance(),
+    );
+    resp.headers_mut()
+        .insert(HISTORY_INDEX_HEADER, HeaderValue::from(latest));
+    Ok(resp)
+}
+
+/// Waits until the history has an entry other than `index` (newer, or the
+/// daemon restarted), `wait` runs out, or the server shuts down.
+async fn wait_for_history(api: &Api, hist: &History, index: u64, wait: Duration) {
+    // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.
+    let deadline = Instant::now() + wait;
+    let mut latest = hist.subscribe();
+    let mut shutdown = api.shutdown.clone();
+    let mut parked: Option<Parked> = None;
+    loop {
+        if *latest.borrow_and_update() != index || *shutdown.borrow() {
+            return;
+        }
+        if parked.is_none() {
+            parked = Some(Parked::new(&api.waiting));
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            tracing::debug!(index, wait_ms, "blocking history query waiting");
+        }
+        tokio::select! {
+            changed = latest.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return,
+            stopping = shutdown.changed() => {
+                if stopping.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One candidate of a `POST /v1/plan` body: `content` (UTF-8 text) or
+/// `bytes` (an array of byte values, for a file that is not UTF-8).
+#[derive(Debug, Deserialize)]
+struct RawCandidate {
+    name: String,
+    file: Option<String>,
+    content: Option<String>,
+    bytes: Option<Vec<u8>>,
+}
+
+/// The body of `POST /v1/plan` (empty: the config directory as it is).
+#[derive(Debug, Default, Deserialize)]
+struct RawPlan {
+    #[serde(default)]
+    documents: Vec<RawCandidate>,
+}
+
+/// `POST /v1/plan`: what an explicit reload would do with these candidates
+/// (and the config directory as it is for every other document). Never
+/// changes what is served, the status, the history or the metrics.
+async fn plan(
+    State(api): Shared,
+    Extension(peer): Extension<Peer>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+    let raw: RawPlan = if body.iter().all(u8::is_ascii_whitespace) {
+        RawPlan::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad(format!("plan body: {e}")))?
+    };
+    let mut candidates = Vec::new();
+    for c in raw.documents {
+        let file = std::ffi::OsString::from(format!("{}.toml", c.name));
+        if crate::pipeline::document::document_name(&file).is_none() {
+            return Err(bad(format!("{:?} is not a document name", c.name)));
+        }
+        let bytes = match (c.content, c.bytes) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(bytes)) => bytes,
+            _ => {
+                return Err(bad(format!(
+                    "{}: give exactly one of content and bytes",
+                    c.name
+                )))
+            }
+        };
+        candidates.push(Candidate {
+            label: c.file.unwrap_or_else(|| format!("{}.toml", c.name)),
+            name: c.name,
+            bytes,
+        });
+    }
+    let Some(planner) = api.planner.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this daemon cannot plan",
+        ));
+    };
+    let trusted = peer.is_trusted(api.daemon_uid);
+    let snapshot = api.store.load_full();
+    let generation = snapshot.generation;
+    // Reads files and compiles schemas: off the async workers.
+    let judged = tokio::task::spawn_blocking(move || planner.plan(&snapshot, candidates, trusted))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let plan = judged
+        .map_err(|r| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.summary()))?;
+    Ok(with_headers(
+        Json(plan.to_json()).into_response(),
+        generation,
+        api.store.instance(),
+    ))
+}
+
 async fn metrics(State(api): Shared) -> Response {
-    let text = api.metrics.encode(&api.store);
+    let mut text = api.metrics.encode(&api.store);
+    if let Some(outputs) = &api.outputs {
+        // One exposition: the outputs' families go before the closing EOF.
+        if let Some(head) = text.strip_suffix("# EOF\n") {
+            text = format!("{head}{}# EOF\n", outputs.encode_metrics());
+        }
+    }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

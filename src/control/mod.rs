@@ -33,11 +33,14 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use api::{
-    ReloadFuture, ReloadService, DEFAULT_WAIT, GENERATION_HEADER, INSTANCE_HEADER, MAX_WAIT,
+    ReloadFuture, ReloadService, DEFAULT_WAIT, GENERATION_HEADER, HISTORY_INDEX_HEADER,
+    INSTANCE_HEADER, MAX_WAIT,
 };
 pub use conn::{Limits, Peer};
 pub use socket::{BindError, SocketFile, SocketOptions};
 
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::metrics::Metrics;
 use crate::store::Store;
 
@@ -73,6 +76,13 @@ pub struct Context {
     pub reloader: Arc<dyn ReloadService>,
     /// The metrics to encode at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The outputs (`--outputs`), whose own status `/v1/status` and
+    /// `/metrics` merge into their answers.
+    pub outputs: Option<crate::output::Outputs>,
+    /// The reload history behind `GET /v1/history` (404 without one).
+    pub history: Option<Arc<History>>,
+    /// Judges `POST /v1/plan` with the daemon's rules (404 without one).
+    pub planner: Option<Arc<Planner>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -140,6 +150,9 @@ impl Server {
             store: ctx.store,
             reloader: ctx.reloader,
             metrics: ctx.metrics,
+            outputs: ctx.outputs,
+            history: ctx.history,
+            planner: ctx.planner,
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),

@@ -22,9 +22,12 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
+use crate::history::plan::Planner;
+use crate::history::History;
 use crate::observe::logging::{self, LogObserver};
 use crate::observe::metrics::Metrics;
 use crate::observe::systemd::{Probe, Systemd};
+use crate::output::Outputs;
 use crate::persist::Persister;
 use crate::pipeline::rejection::{Code, Rejection};
 use crate::pipeline::{self, Limits};
@@ -70,6 +73,11 @@ pub struct Settings {
     /// Concurrent connections on the control socket; [`run`] lowers it to
     /// what the open-file limit fits.
     pub max_connections: usize,
+    /// The outputs file (`--outputs`): files rendered for programs that
+    /// only read files.
+    pub outputs: Option<PathBuf>,
+    /// How many reloads `GET /v1/history` remembers (`--history`).
+    pub history: usize,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -128,6 +136,8 @@ pub struct Daemon {
     pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
+    /// The last reloads (`GET /v1/history`), startup included.
+    pub history: Arc<History>,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
     control: Option<control::Running>,
     /// Fires `shutdown`.
@@ -159,7 +169,7 @@ impl Daemon {
     /// says so (WARN `serving_persisted`), and they are `error`.
     pub async fn start(
         settings: Settings,
-        observers: Vec<Arc<dyn ReloadObserver>>,
+        mut observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> Result<Daemon, StartError> {
         // Random per start, with or without a persisted snapshot (SPEC §2).
         let instance = store::new_instance_id();
@@ -194,6 +204,10 @@ impl Daemon {
             Some(snapshot) => Store::with_snapshot(instance, snapshot),
             None => Store::new(instance),
         });
+        // Seeded before the reloader (the only writer) starts: the history
+        // compares its first reload with exactly this snapshot.
+        let history = Arc::new(History::new(settings.history, store.load_full()));
+        observers.push(history.clone());
         let unsettled = Arc::new(Unsettled::default());
         let config = ReloadConfig {
             config_dir: settings.config_dir.clone(),
@@ -269,6 +283,7 @@ impl Daemon {
             reload,
             unsettled,
             shutdown: Shutdown { rx: shutdown_rx },
+            history,
             control: None,
             shutdown_tx,
         })
@@ -322,11 +337,24 @@ impl Daemon {
     /// Starts serving the control socket bound earlier (see [`run`]: it is
     /// bound before the startup load so that a second daemon fails fast),
     /// with `metrics` (the reload observer) behind `/metrics`.
-    pub fn serve_control(&mut self, server: Server, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    pub fn serve_control(
+        &mut self,
+        server: Server,
+        metrics: Arc<Metrics>,
+        outputs: Option<Outputs>,
+    ) -> std::io::Result<()> {
         let running = server.start(control::Context {
             store: self.store.clone(),
             reloader: Arc::new(self.reload.clone()),
             metrics,
+            outputs,
+            history: Some(self.history.clone()),
+            planner: Some(Arc::new(Planner::new(
+                self.settings.config_dir.clone(),
+                self.settings.schema_dir.clone(),
+                config_limits(&self.settings),
+                self.settings.all_or_nothing,
+            ))),
         })?;
         self.control = Some(running);
         Ok(())
@@ -445,18 +473,35 @@ async fn run_async(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // The outputs file is part of the configuration: invalid, no start.
+    let outputs = match &settings.outputs {
+        None => None,
+        Some(file) => match Outputs::load(file) {
+            Ok(o) => Some(o),
+            Err(rejections) => {
+                let lines: Vec<String> = rejections.iter().flat_map(|r| r.lines()).collect();
+                for line in &lines {
+                    eprintln!("{line}");
+                }
+                eprintln!(
+                    "hotconf run: not starting: the outputs file has {} error(s)",
+                    lines.len()
+                );
+                return 1;
+            }
+        },
+    };
     // Observers are fixed before the reloader starts; each is told about
     // every reload that does something, in this order.
     let metrics = Arc::new(Metrics::new());
     // No-op without NOTIFY_SOCKET.
     let systemd = Systemd::from_env();
-    let observers: Vec<Arc<dyn ReloadObserver>> = vec![
-        Arc::new(LogObserver),
-        metrics.clone(),
-        // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
-        // that whoever hears READY=1 finds the counters already moved.
-        systemd.clone(),
-    ];
+    let mut observers: Vec<Arc<dyn ReloadObserver>> = vec![Arc::new(LogObserver), metrics.clone()];
+    // Only takes note and wakes the outputs' own threads.
+    observers.extend(outputs.as_ref().map(Outputs::observer));
+    // RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS=; last, so
+    // that whoever hears READY=1 finds the counters already moved.
+    observers.push(systemd.clone());
     let mut daemon = match Daemon::start(settings, observers).await {
         Ok(d) => d,
         Err(StartError::Invalid(rejections)) => {
@@ -476,7 +521,18 @@ async fn run_async(settings: Settings) -> i32 {
         }
     };
 
-    if let Err(e) = daemon.serve_control(server, metrics) {
+    // The first render of each output compares with what is on disk, so a
+    // restart applies nothing that did not change.
+    let running_outputs = match outputs.as_ref().map(|o| o.start(daemon.store.clone())) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            eprintln!("hotconf run: cannot start the outputs: {e}");
+            daemon.stop("outputs failed").await;
+            return 1;
+        }
+    };
+    if let Err(e) = daemon.serve_control(server, metrics, outputs) {
         eprintln!("hotconf run: cannot serve the control socket: {e}");
         daemon.stop("control socket failed").await;
         return 1;
@@ -485,7 +541,13 @@ async fn run_async(settings: Settings) -> i32 {
     // startup load; its first signal is a rescan, so nothing written in
     // between is missed.
     let watcher = if daemon.settings.watch {
-        start_watcher(&daemon)
+        let watcher = start_watcher(&daemon);
+        if watcher.is_none() {
+            // The failure went to the reloader's queue: let it land, so
+            // that READY=1's status line says watching is degraded.
+            let _ = daemon.reload.reload(Trigger::Watch).await;
+        }
+        watcher
     } else {
         tracing::info!(
             event = "watch_disabled",
@@ -504,14 +566,19 @@ async fn run_async(settings: Settings) -> i32 {
     // No more watch-triggered requests once stopping.
     drop(watcher);
     daemon.stop(reason).await;
+    // After the reloader: no publish can come any more. A run in flight
+    // ends first (bounded by its command timeout).
+    if let Some(r) = running_outputs {
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
     0
 }
 
 /// Starts the file watcher on the config and schema directories. Its
-/// signals request implicit (`Trigger::Watch`) reloads; its health is copied
-/// into `Status.watch_degraded` whenever it changes (the watcher sends a
-/// rescan then), a status-only write that wakes nobody and moves no
-/// counter. `None` (logged, and said in the status) when even its thread
+/// signals request implicit (`Trigger::Watch`) reloads; its health is
+/// reported to the reloader on every rescan (the watcher sends one when its
+/// health changes), which copies it into `Status.watch_degraded`: a
+/// status-only write that wakes nobody and moves no counter. `None` (logged, and said in the status) when even its thread
 /// cannot start: the daemon then runs on the poll alone.
 fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
     let health = Arc::new(WatchHealth::new());
@@ -520,7 +587,6 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
         daemon.settings.schema_dir.clone(),
     ];
     let reload = daemon.reload.clone();
-    let store = daemon.store.clone();
     let seen = health.clone();
     let started = Watcher::start(
         &dirs,
@@ -529,10 +595,9 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
         health,
         move |signal| {
             if signal == WatchSignal::Rescan {
-                let degraded = seen.degraded();
-                if store.status().watch_degraded != degraded {
-                    store.update_status(|s| s.watch_degraded = degraded);
-                }
+                // Through the queue, like every fact: the reloader is the
+                // store's only writer (it ignores a report of no change).
+                reload.report_watch_health(seen.degraded());
             }
             reload.request(Trigger::Watch);
         },
@@ -543,9 +608,7 @@ fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
             let reason =
                 format!("cannot start the file watcher: {e}; changes are found by the poll only");
             tracing::warn!(event = "watch_degraded", reason = %reason, "file watching degraded");
-            daemon
-                .store
-                .update_status(|s| s.watch_degraded = Some(reason));
+            daemon.reload.report_watch_health(Some(reason));
             None
         }
     }

@@ -7,22 +7,33 @@
 //! one more, explicit if any of them was; a waiter gets the outcome of the
 //! reload that served its request.
 //!
-//! One reload: list the config directory, load each document's schema
-//! (through one long-lived [`SchemaCache`]), read each file, and compare
-//! (document sha256, schema-closure sha256) with what is served and with the
-//! last candidate judged. Only changed documents are evaluated. Accepted
-//! changes are published in one atomic swap (or none at all with
-//! `all_or_nothing` when anything is rejected); then the status is updated
-//! and the [`ReloadObserver`]s are told.
+//! One reload is four steps, one file each:
+//! `scan` (list the config directory, read each document and its schema
+//! through one long-lived [`SchemaCache`], hash both: what is on disk) →
+//! `judge` (a verdict for each document whose inputs differ from what is
+//! served and from the last candidate judged) → `plan` (a pure function
+//! of what is served, what was read, the verdicts and the trigger: the
+//! SPEC §2 rules deciding what to publish and what each status becomes) →
+//! `commit` (persist, publish the snapshot with its status in one swap,
+//! wake waiters, tell the [`ReloadObserver`]s).
+//!
+//! The reloader holds the store's write side (`StoreWriter`, taken when
+//! it is spawned), so it is the only writer by construction; facts that are
+//! not reloads but belong in the status (the watcher's health) reach it
+//! through the same queue.
 //!
 //! This module does not parse or validate (that is [`crate::pipeline`]),
 //! does not watch files (the watcher only sends requests and fills
 //! [`Unsettled`]) and does not print anything but `tracing` events.
 
+mod commit;
+mod judge;
+mod plan;
 mod queue;
+mod scan;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,20 +41,15 @@ use tokio::sync::{oneshot, watch};
 
 use crate::observe::logging;
 use crate::persist::Persister;
-use crate::pipeline::document;
-use crate::pipeline::rejection::{Code, Problem, Rejection};
-use crate::pipeline::schema::{Schema, SchemaCache};
-use crate::pipeline::{self, Limits};
-use crate::store::snapshot::{ServedDocument, Snapshot};
-use crate::store::status::{Counters, DocState, DocStatus, LastError, ReloadOutcome, Trigger};
+use crate::pipeline::schema::SchemaCache;
+use crate::pipeline::Limits;
+use crate::store::status::{ReloadOutcome, Trigger};
 use crate::store::typed::TypeRegistry;
-use crate::store::Store;
+use crate::store::{Store, StoreWriter};
 
-use queue::{Batch, Queue};
-
-use crate::store::served_document;
 pub use crate::store::status::ReloadObserver;
 pub use crate::watch::Unsettled;
+use queue::{Batch, Queue};
 
 /// What the reloader reads and how it judges. Build it with
 /// [`ReloadConfig::new`] and adjust the fields.
@@ -170,6 +176,15 @@ impl ReloadHandle {
         rx.blocking_recv().map_err(|_| ReloaderGone)
     }
 
+    /// Tells the reloader the file watcher's health: why watching is
+    /// degraded (the daemon runs on the poll), or `None` when it works. It
+    /// goes into the status (`watch_degraded`) in queue order, like every
+    /// other fact; it is not a reload (no generation, no counter, no
+    /// waiter woken). Never blocks.
+    pub fn report_watch_health(&self, degraded: Option<String>) {
+        self.inner.queue.watch_health(degraded);
+    }
+
     /// Stops the reloader: no new reload starts, pending requests get
     /// [`ReloaderGone`], and this returns once the in-flight reload (if
     /// any) has finished — its snapshot published and its observers told.
@@ -191,81 +206,18 @@ impl ReloadHandle {
 pub struct Reloader {
     /// Where to read and how to judge.
     config: ReloadConfig,
-    /// What it publishes into.
-    store: Arc<Store>,
+    /// The store's write side, taken at spawn: no one else has it.
+    writer: StoreWriter,
     /// Told when a reload starts and ends.
     observers: Vec<Arc<dyn ReloadObserver>>,
     /// Compiled schemas, kept across reloads (compile once per closure).
     schemas: SchemaCache,
     /// What the reloader remembers per document beyond the store.
-    memory: BTreeMap<String, Memory>,
+    memory: BTreeMap<String, plan::Memory>,
     /// Where its requests come from (and its follow-ups go).
     queue: Arc<Queue>,
     /// Writes each published snapshot to the state directory, if any.
     persister: Option<Persister>,
-}
-
-/// Per-document memory of the reloader.
-#[derive(Default)]
-struct Memory {
-    /// The last judged candidate that is not what is served, with its
-    /// verdict: not judged again while its inputs are unchanged.
-    candidate: Option<(Key, Verdict)>,
-    /// Since when an implicit reload has found the file absent.
-    absent_since: Option<Instant>,
-}
-
-/// What a verdict depends on: the document's bytes and its schema closure
-/// (or why either could not be had).
-#[derive(Debug, Clone, PartialEq)]
-struct Key {
-    /// SHA-256 of the bytes, or why they could not be read.
-    doc: Result<String, Rejection>,
-    /// SHA-256 of the schema closure, or why it could not be loaded.
-    schema: Result<String, Rejection>,
-}
-
-impl Key {
-    /// The key of what is served.
-    fn of_served(d: &ServedDocument) -> Key {
-        Key {
-            doc: Ok(d.sha256.clone()),
-            schema: Ok(d.schema_sha256.clone()),
-        }
-    }
-}
-
-/// The judgement of one candidate.
-#[derive(Clone)]
-enum Verdict {
-    /// Valid; this is what would be served (generation filled at publish).
-    Accepted(Arc<ServedDocument>),
-    /// Invalid; this is what its status says.
-    Rejected(LastError),
-}
-
-/// One listed document as read by phase 1 of a reload.
-struct Scanned {
-    /// Where it was listed.
-    path: PathBuf,
-    /// The file as the operator sees it in messages.
-    label: String,
-    /// Its bytes, or why they could not be read.
-    bytes: Result<Vec<u8>, Rejection>,
-    /// Its schema, or why it could not be loaded.
-    schema: Result<Arc<Schema>, Rejection>,
-    /// Both hashes, for comparison.
-    key: Key,
-}
-
-/// What phase 1 decided for a listed document.
-enum Plan {
-    /// On disk is what is served.
-    Unchanged,
-    /// Same inputs as the last judged candidate: reuse its verdict.
-    Known(Verdict),
-    /// New inputs: must be evaluated.
-    Evaluate,
 }
 
 impl Reloader {
@@ -274,7 +226,8 @@ impl Reloader {
     /// send `Trigger::Startup` (and await it) to do the initial load.
     /// `observers` are called on the reloader thread after each reload that
     /// did something. Needs no async runtime; [`ReloadHandle::reload`]'s
-    /// future works on any executor.
+    /// future works on any executor. A store has one writer: spawning a
+    /// second reloader for the same store fails (`AlreadyExists`).
     pub fn spawn(
         config: ReloadConfig,
         store: Arc<Store>,
@@ -303,11 +256,17 @@ impl Reloader {
         observers: Vec<Arc<dyn ReloadObserver>>,
         persister: Option<Persister>,
     ) -> std::io::Result<ReloadHandle> {
+        let writer = store.take_writer().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "this store already has a writer (a reloader)",
+            )
+        })?;
         let queue = Arc::new(Queue::default());
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let mut reloader = Reloader {
             config,
-            store,
+            writer,
             observers,
             schemas: SchemaCache::new(),
             memory: BTreeMap::new(),
@@ -341,575 +300,115 @@ impl Reloader {
         })
     }
 
-    /// Runs one reload and answers everyone who waited for it.
+    /// Applies the facts of `batch`, runs its reload (if it asks for one)
+    /// and answers everyone who waited for it.
     fn serve(&mut self, batch: Batch) {
-        let outcome = self.reload(batch.trigger);
+        if let Some(degraded) = batch.watch_health {
+            // A status-only change: no generation, no waiter woken.
+            if self.writer.current().status.watch_degraded != degraded {
+                self.writer.update_status(|s| s.watch_degraded = degraded);
+            }
+        }
+        let Some(trigger) = batch.trigger else {
+            return;
+        };
+        let outcome = self.reload(trigger);
         for w in batch.waiters {
             // A waiter that gave up is not an error.
             let _ = w.send(outcome.clone());
         }
     }
 
-    /// Reads one listed document and its schema (phase 1: no evaluation).
-    fn scan(&mut self, name: &str, path: &Path) -> Scanned {
-        let label = pipeline::display_path(path);
-        let schema = self
-            .schemas
-            .load(&self.config.schema_dir, name)
-            .map_err(|mut r| {
-                if r.code == Code::NoSchema {
-                    // As `check` says it: on the document, which lacks something.
-                    r.file = label.clone();
-                }
-                r
-            });
-        let bytes = document::read_capped(path, self.config.limits.max_file_size, &label);
-        let key = Key {
-            doc: match &bytes {
-                Ok(b) => Ok(document::sha256_hex(b)),
-                Err(r) => Err(r.clone()),
-            },
-            schema: match &schema {
-                Ok(s) => Ok(s.sha256.clone()),
-                Err(r) => Err(r.clone()),
-            },
-        };
-        Scanned {
-            path: path.to_path_buf(),
-            label,
-            bytes,
-            schema,
-            key,
-        }
-    }
-
-    /// Judges one candidate (phase 2): parse, validate, then build the
-    /// registered type's value (`E_TYPE` if it does not fit). Pure apart
-    /// from the clock.
-    fn evaluate(
-        types: &TypeRegistry,
-        name: &str,
-        s: &Scanned,
-        served: Option<&Arc<ServedDocument>>,
-    ) -> Verdict {
-        let judged = match (&s.bytes, &s.schema) {
-            (Err(r), _) | (Ok(_), Err(r)) => Err(r.clone()),
-            (Ok(bytes), Ok(schema)) => {
-                pipeline::evaluate(&s.label, bytes, schema).and_then(|parsed| {
-                    let typed = types.build(name, &s.label, &parsed, schema)?;
-                    Ok(served_document(&s.path, bytes, parsed.value, schema, typed))
-                })
-            }
-        };
-        match judged {
-            Ok(doc) => Verdict::Accepted(Arc::new(doc)),
-            Err(mut rejection) => {
-                let sha256 = s.key.doc.as_ref().ok().cloned();
-                let same_bytes = served.is_some_and(|d| Some(&d.sha256) == sha256.as_ref());
-                if same_bytes && rejection.code == Code::Schema {
-                    // Only the schema moved: say that nothing was applied.
-                    rejection.problems.push(Problem::bare(
-                        "its schema changed and this document does not satisfy the new one; \
-                         its last good value and schema stay in force",
-                    ));
-                }
-                Verdict::Rejected(LastError {
-                    rejection,
-                    sha256,
-                    at: SystemTime::now(),
-                })
-            }
-        }
-    }
-
-    /// One reload. Returns its outcome, which is also recorded in the status
-    /// unless this was an implicit look that found nothing to do.
+    /// One reload: scan → judge → plan → commit. Returns its outcome, which
+    /// is also recorded in the status unless this was an implicit look that
+    /// found nothing to do.
     fn reload(&mut self, trigger: Trigger) -> ReloadOutcome {
         let started = Instant::now();
         let at = SystemTime::now();
         let explicit = trigger.is_explicit();
-        let current = self.store.load_full();
-        let old_status = self.store.status();
+        let published = self.writer.current();
+        let current = published.snapshot.clone();
 
-        // Implicit reloads skip files still being written; the barrier that
-        // makes that exact starts before the listing opens the directory.
-        let ticket = if explicit {
-            None
-        } else {
-            self.config.unsettled.ticket(&self.config.config_dir)
+        let sources = scan::Sources {
+            config_dir: &self.config.config_dir,
+            schema_dir: &self.config.schema_dir,
+            limits: &self.config.limits,
+            unsettled: &self.config.unsettled,
         };
-        // An unreadable directory never removes anything: it is more likely
-        // a mount or permission problem than an operator's decision.
-        let (listing, authoritative, listing_ok) =
-            match pipeline::list_documents(&self.config.config_dir) {
-                Ok(listing) => (listing, explicit, true),
-                Err(e) => {
-                    logging::config_dir_unreadable(&self.config.config_dir, &e, explicit);
-                    (BTreeMap::new(), false, false)
-                }
-            };
+        let found = scan::scan(&sources, &mut self.schemas, explicit);
 
-        // Schemas of documents that are gone need not stay compiled.
-        let listed: HashSet<String> = listing.keys().cloned().collect();
-        self.schemas.retain(&listed);
-
-        // Phase 1: read everything, decide what needs judging. If a file
-        // was replaced while the set was being read (a ConfigMap `..data`
-        // swap, a rename-save, a shared schema rewritten), the reads may mix
-        // before and after: read the set again, so a reload never sees a
-        // mix that never existed.
-        let mut scans = 0u32;
-        let (mut scanned, mut skipped, vanished) = loop {
-            let before = identities(&listing, &self.config.schema_dir);
-            let mut scanned: Vec<(String, Scanned, Plan)> = Vec::new();
-            let mut skipped: HashSet<&str> = HashSet::new();
-            let mut vanished: Vec<String> = Vec::new();
-            for (name, path) in &listing {
-                if !explicit && self.config.unsettled.contains(path) {
-                    skipped.insert(name);
-                    continue;
-                }
-                let s = self.scan(name, path);
-                if s.bytes.as_ref().is_err_and(|r| r.code == Code::Io)
-                    && std::fs::symlink_metadata(path).is_err()
-                {
-                    // Deleted between listing and reading: absent, not broken.
-                    vanished.push(name.clone());
-                    continue;
-                }
-                let mem = self.memory.entry(name.clone()).or_default();
-                mem.absent_since = None;
-                // A served version without its registered typed value
-                // (restored from disk) is judged again, so typed readers
-                // get one.
-                let plan = if current.get(name).is_some_and(|d| {
-                    Key::of_served(d) == s.key && self.config.types.is_satisfied_by(name, d)
-                }) {
-                    Plan::Unchanged
-                } else {
-                    match &mem.candidate {
-                        Some((k, v)) if *k == s.key => Plan::Known(v.clone()),
-                        _ => Plan::Evaluate,
-                    }
-                };
-                scanned.push((name.clone(), s, plan));
-            }
-            scans = scans.saturating_add(1);
-            if scans >= MAX_SCANS || identities(&listing, &self.config.schema_dir) == before {
-                break (scanned, skipped, vanished);
-            }
-        };
-
-        // The barrier: once the watcher has caught up with every event
-        // before the end of the reads, a file it now knows to be mid-write
-        // was read mid-write: skip it like any unsettled file.
-        if let Some(ticket) = ticket.filter(|_| listing_ok) {
-            let unsettled = &self.config.unsettled;
-            if unsettled.catch_up(&self.config.config_dir, ticket, CATCH_UP_TIMEOUT) {
-                scanned.retain(|(name, s, _)| {
-                    if !unsettled.contains(&s.path) {
-                        return true;
-                    }
-                    if let Some((k, _)) = listing.get_key_value(name) {
-                        skipped.insert(k.as_str());
-                    }
-                    false
-                });
-            }
-        }
-
-        let announced = explicit || scanned.iter().any(|(_, _, p)| matches!(p, Plan::Evaluate));
-        if announced {
+        let types = &self.config.types;
+        let triaged: Vec<_> = found
+            .read
+            .into_iter()
+            .map(|(name, s)| {
+                let t = judge::triage(types, &name, &s, current.get(&name), self.memory.get(&name));
+                (name, s, t)
+            })
+            .collect();
+        let evaluates = triaged
+            .iter()
+            .any(|(_, _, t)| matches!(t, judge::Triage::Evaluate));
+        if plan::announced(trigger, evaluates) {
             for o in &self.observers {
                 o.reload_started(trigger);
             }
         }
-
-        // Phase 2: judge what changed.
-        struct Judged {
-            name: String,
-            scanned: Scanned,
-            /// `None`: on disk is what is served.
-            verdict: Option<Verdict>,
-            /// Judged by this reload (not remembered from an earlier one).
-            fresh: bool,
-        }
-        let judged: Vec<Judged> = scanned
+        let judged: Vec<judge::Judged> = triaged
             .into_iter()
-            .map(|(name, s, plan)| {
-                let (verdict, fresh) = match plan {
-                    Plan::Unchanged => (None, false),
-                    Plan::Known(v) => (Some(v), false),
-                    Plan::Evaluate => {
-                        let verdict =
-                            Self::evaluate(&self.config.types, &name, &s, current.get(&name));
-                        (Some(verdict), true)
-                    }
-                };
-                Judged {
-                    name,
-                    scanned: s,
-                    verdict,
-                    fresh,
-                }
+            .map(|(name, s, t)| {
+                let served = current.get(&name);
+                judge::judge(types, name, s, t, served)
             })
             .collect();
 
-        let blocker = judged.iter().find_map(|j| match &j.verdict {
-            Some(Verdict::Rejected(e)) if self.config.all_or_nothing => Some(e.rejection.clone()),
-            _ => None,
+        let mut plan = plan::plan(&plan::Inputs {
+            trigger,
+            all_or_nothing: self.config.all_or_nothing,
+            authoritative: found.authoritative,
+            served: &current,
+            status: &published.status.documents,
+            judged: &judged,
+            listing: &found.listing,
+            present: &found.present,
+            skipped: &found.skipped,
+            vanished: &found.vanished,
+            memory: &self.memory,
+            config_dir: &self.config.config_dir,
+            debounce: self.config.debounce,
+            now: Instant::now(),
+            wall: SystemTime::now(),
         });
-
-        // Phase 3: what this reload does to the served set and the status.
-        let now = SystemTime::now();
-        let mut docs: BTreeMap<String, DocStatus> = old_status.documents.clone();
-        let mut accepted: Vec<(String, Arc<ServedDocument>)> = Vec::new();
-        let mut rejected: Vec<String> = Vec::new();
-        let mut recovered: Vec<String> = Vec::new();
-        let mut removed: Vec<String> = Vec::new();
-        let mut missing: Vec<String> = Vec::new();
-        let mut forgotten: Vec<String> = Vec::new();
-        let mut state_changed = false;
-
-        for j in &judged {
-            let old_state = docs.get(&j.name).map(|d| d.state);
-            let mem = self.memory.entry(j.name.clone()).or_default();
-            let status = match &j.verdict {
-                None => {
-                    mem.candidate = None;
-                    // A document restored from the state directory has no
-                    // status yet: matching it is not a recovery.
-                    if old_state.is_some_and(|s| s != DocState::Ok) {
-                        recovered.push(j.name.clone());
-                    }
-                    DocStatus {
-                        state: DocState::Ok,
-                        source: j.scanned.path.clone(),
-                        last_error: None,
-                    }
-                }
-                Some(Verdict::Accepted(doc)) => match &blocker {
-                    None => {
-                        mem.candidate = None;
-                        accepted.push((j.name.clone(), doc.clone()));
-                        DocStatus {
-                            state: DocState::Ok,
-                            source: j.scanned.path.clone(),
-                            last_error: None,
-                        }
-                    }
-                    Some(b) => {
-                        mem.candidate =
-                            Some((j.scanned.key.clone(), Verdict::Accepted(doc.clone())));
-                        if j.fresh || old_state != Some(DocState::Error) {
-                            rejected.push(j.name.clone());
-                        }
-                        DocStatus {
-                            state: DocState::Error,
-                            source: j.scanned.path.clone(),
-                            last_error: Some(LastError {
-                                rejection: held_back(&j.scanned.label, b),
-                                sha256: j.scanned.key.doc.as_ref().ok().cloned(),
-                                at: now,
-                            }),
-                        }
-                    }
-                },
-                Some(Verdict::Rejected(e)) => {
-                    mem.candidate = Some((j.scanned.key.clone(), Verdict::Rejected(e.clone())));
-                    if j.fresh || old_state != Some(DocState::Error) {
-                        rejected.push(j.name.clone());
-                    }
-                    DocStatus {
-                        state: DocState::Error,
-                        source: j.scanned.path.clone(),
-                        last_error: Some(e.clone()),
-                    }
-                }
-            };
-            state_changed |= old_state != Some(status.state);
-            docs.insert(j.name.clone(), status);
-        }
-
-        // Documents known but not listed (or vanished while reading).
-        let absent: BTreeSet<String> = current
-            .documents
-            .keys()
-            .chain(old_status.documents.keys())
-            .filter(|n| !listing.contains_key(*n) || vanished.contains(n))
-            .filter(|n| !skipped.contains(n.as_str()))
-            .cloned()
-            .collect();
-        for name in absent {
-            if authoritative && blocker.is_none() {
-                if current.documents.contains_key(&name) {
-                    removed.push(name.clone());
-                } else {
-                    forgotten.push(name.clone());
-                }
-                docs.remove(&name);
-                self.memory.remove(&name);
-                continue;
-            }
-            let mem = self.memory.entry(name.clone()).or_default();
-            let since = *mem.absent_since.get_or_insert_with(Instant::now);
-            let due = since.checked_add(self.config.debounce);
-            let overdue = explicit || due.is_none_or(|d| d <= Instant::now());
-            if !overdue {
-                if let Some(d) = due {
-                    self.queue.follow_up(d);
-                }
-                continue;
-            }
-            let old = docs.get(&name);
-            if old.is_some_and(|d| d.state == DocState::Missing) {
-                continue;
-            }
-            let source = old
-                .map(|d| d.source.clone())
-                .or_else(|| current.get(&name).map(|d| d.source.clone()))
-                .unwrap_or_else(|| self.config.config_dir.join(format!("{name}.toml")));
-            let label = pipeline::display_path(&source);
-            let served = current.documents.contains_key(&name);
-            let message = if served {
-                "the file is gone; its last good version is still served \
-                 (an explicit reload removes it)"
-            } else {
-                "the file is gone (an explicit reload forgets it)"
-            };
-            docs.insert(
-                name.clone(),
-                DocStatus {
-                    state: DocState::Missing,
-                    source,
-                    last_error: Some(LastError {
-                        rejection: Rejection::bare(Code::Missing, label, message),
-                        sha256: None,
-                        at: now,
-                    }),
-                },
-            );
-            missing.push(name);
-            state_changed = true;
-        }
-
-        let publish = !accepted.is_empty() || !removed.is_empty();
-        let does_something = announced || publish || state_changed || !forgotten.is_empty();
-        if !does_something {
-            // Not a reload, but a failed persist is retried (the disk may
-            // have been freed since).
-            if self.persist(&current) {
-                let persist = self.persister.as_ref().map(Persister::status);
-                self.store.update_status(|s| s.persist = persist);
-            }
-            logging::nothing_changed(trigger);
-            return ReloadOutcome {
-                trigger,
-                at,
-                duration: started.elapsed(),
-                accepted: Vec::new(),
-                rejected: Vec::new(),
-                removed: Vec::new(),
-                generation: current.generation,
-            };
-        }
-        if !announced {
-            // No evaluation, but a publish or a state change: still a reload.
-            for o in &self.observers {
-                o.reload_started(trigger);
-            }
-        }
-
-        // Phase 4: tell, publish, record.
-        for j in judged.iter().filter(|j| rejected.contains(&j.name)) {
-            if let Some(DocStatus {
-                last_error: Some(e),
-                ..
-            }) = docs.get(&j.name)
-            {
-                logging::document_rejected(
-                    &j.name,
-                    &e.rejection,
-                    current.get(&j.name).map(|d| d.generation),
-                );
-            }
-        }
-        for name in &missing {
-            logging::document_missing(name, current.get(name).map(|d| d.generation));
-        }
-        for name in &recovered {
-            logging::document_recovered(name, current.get(name).map(|d| d.generation));
-        }
-
-        let snapshot = if publish {
-            // ok: saturating — a generation from a corrupt state file must
-            // not panic; a real one never gets near u64::MAX.
-            let generation = current.generation.saturating_add(1);
-            let mut documents = current.documents.clone();
-            for name in &removed {
-                documents.remove(name);
-            }
-            for (name, doc) in &accepted {
-                let mut d = ServedDocument::clone(doc);
-                d.generation = generation;
-                d.loaded_at = now;
-                documents.insert(name.clone(), Arc::new(d));
-            }
-            let snapshot = Arc::new(Snapshot {
-                generation,
-                published_at: now,
-                documents,
-            });
-            if let Some(p) = &mut self.persister {
-                // The exact inputs of what was just published, for the state.
-                let names: HashSet<&str> = accepted.iter().map(|(n, _)| n.as_str()).collect();
-                for j in judged.iter().filter(|j| names.contains(j.name.as_str())) {
-                    if let (Ok(bytes), Ok(schema)) = (&j.scanned.bytes, &j.scanned.schema) {
-                        p.accepted(&j.name, bytes, schema);
-                    }
-                }
-            }
-            snapshot
-        } else {
-            current.clone()
-        };
-        // Part of the reload: done before anyone is told it finished.
-        let refused_startup =
-            trigger == Trigger::Startup && docs.values().any(|d| d.state != DocState::Ok);
-        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
-            self.persist(&snapshot);
-        }
-
-        // Publish: the snapshot, then at once the status that goes with it,
-        // and only then wake blocking queries and subscribers, so that what
-        // they read after waking is the snapshot *and* the status of this
-        // reload (never the new generation beside the last reload's status).
-        if publish {
-            self.store.store_snapshot(snapshot.clone());
-        }
-
-        let outcome = ReloadOutcome {
+        self.remember(std::mem::take(&mut plan.remember));
+        let cx = commit::Context {
             trigger,
             at,
-            duration: started.elapsed(),
-            accepted: accepted.iter().map(|(n, _)| n.clone()).collect(),
-            rejected,
-            removed,
-            generation: snapshot.generation,
+            started,
+            current: &current,
+            judged: &judged,
         };
-        let status = self.store.update_status(|s| {
-            s.documents = docs;
-            s.counters = Counters {
-                reloads: s.counters.reloads.saturating_add(1),
-                rejections: s
-                    .counters
-                    .rejections
-                    .saturating_add(u64::try_from(outcome.rejected.len()).unwrap_or(u64::MAX)),
-            };
-            s.last_reload = Some(outcome.clone());
-            s.persist = self.persister.as_ref().map(Persister::status);
-            if s.all_ok() {
-                s.last_success_at = Some(SystemTime::now());
-            }
-        });
-        if publish {
-            let generation = snapshot.generation;
-            for (name, doc) in &accepted {
-                logging::document_accepted(name, &doc.source, generation, &doc.sha256);
-            }
-            for name in &outcome.removed {
-                let source = current
-                    .get(name)
-                    .map(|d| d.source.clone())
-                    .unwrap_or_default();
-                logging::document_removed(name, &source);
-            }
-            logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
-            self.store.notify_generation(snapshot.generation);
-        }
-        for o in &self.observers {
-            o.reload_finished(&outcome, &status, &snapshot);
-        }
-        outcome
+        self.commit(&cx, plan)
     }
-}
 
-impl Reloader {
-    /// Persists `snapshot` to the state directory unless it is there
-    /// already. Not called after a startup that leaves a document invalid
-    /// when nothing was restored: `hotconf run` refuses to start then (SPEC
-    /// §2), and what it published, never served, must not become a last
-    /// good state that the next start would run on. Returns whether
-    /// anything was attempted (its result is in the persister's status and
-    /// the logs; a failure never unpublishes).
-    fn persist(&mut self, snapshot: &Snapshot) -> bool {
-        self.persister
-            .as_mut()
-            .and_then(|p| p.persist(snapshot))
-            .is_some()
+    /// Applies the plan's changes to the reloader's memory.
+    fn remember(&mut self, changes: Vec<(String, plan::Remember)>) {
+        for (name, change) in changes {
+            match change {
+                plan::Remember::Forget => {
+                    self.memory.remove(&name);
+                }
+                plan::Remember::Present => {
+                    self.memory.entry(name).or_default().absent_since = None;
+                }
+                plan::Remember::Candidate(c) => {
+                    self.memory.entry(name).or_default().candidate = c;
+                }
+                plan::Remember::AbsentSince(at) => {
+                    self.memory.entry(name).or_default().absent_since = Some(at);
+                }
+            }
+        }
     }
-}
-
-/// How many times one reload reads the document set while files keep
-/// being replaced under it, before it settles for the last read.
-const MAX_SCANS: u32 = 5;
-
-/// How long an implicit reload waits for the watcher to catch up with the
-/// events before its reads ended (normally tens of microseconds).
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What each listed file is (device, inode; symlinks followed): a change
-/// means it was replaced.
-fn identities(listing: &BTreeMap<String, PathBuf>, schema_dir: &Path) -> Identities {
-    use std::os::unix::fs::MetadataExt;
-    let documents = listing
-        .values()
-        .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
-        .collect();
-    // Schema files are shared by many documents and each document's
-    // closure is read separately, so a swap or an in-place rewrite of a
-    // shared file in the middle of the reads must be noticed too: identity
-    // plus size and modification time, for every file of the directory.
-    let mut schemas: Vec<SchemaIdentity> = std::fs::read_dir(schema_dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| {
-                    let meta = std::fs::metadata(e.path())
-                        .ok()
-                        .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-                    (e.file_name(), meta)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    schemas.sort();
-    Identities { documents, schemas }
-}
-
-/// One schema directory entry's name and (dev, inode, size, mtime s, ns).
-type SchemaIdentity = (std::ffi::OsString, Option<(u64, u64, u64, i64, i64)>);
-
-/// What must not change while a reload reads its inputs (see phase 1).
-#[derive(Debug, PartialEq, Eq)]
-struct Identities {
-    /// Each listed document's (device, inode), in listing order.
-    documents: Vec<Option<(u64, u64)>>,
-    /// Every schema directory entry, sorted by name.
-    schemas: Vec<SchemaIdentity>,
-}
-
-/// The rejection of a valid document held back because `blocker` was
-/// rejected in the same all-or-nothing reload.
-fn held_back(label: &str, blocker: &Rejection) -> Rejection {
-    Rejection::bare(
-        blocker.code,
-        label,
-        format!(
-            "valid, but not applied: --all-or-nothing and {} was rejected",
-            blocker.file
-        ),
-    )
 }
 
 /// Fault injection for integration tests, compiled into debug builds only.

@@ -5,7 +5,9 @@
 //! any of them was, and every waiter of those requests gets the outcome of
 //! the reload that serves them. It also holds the reloader's own follow-up
 //! (a check due after `--debounce`, so that a vanished file gets reported
-//! even if no event ever comes).
+//! even if no event ever comes), and the facts that are not reloads but
+//! belong in the status all the same (the watcher's health), so that the
+//! reloader stays the store's only writer.
 //!
 //! It does not run reloads and knows nothing about files: a blocking
 //! `Mutex` + `Condvar`, because its consumer is a plain thread.
@@ -23,8 +25,12 @@ pub(crate) type Reply = oneshot::Sender<ReloadOutcome>;
 /// One reload's worth of coalesced requests.
 #[derive(Debug)]
 pub(crate) struct Batch {
-    /// The merged trigger: explicit if any request was.
-    pub(crate) trigger: Trigger,
+    /// The merged trigger: explicit if any request was; `None` when only a
+    /// fact arrived.
+    pub(crate) trigger: Option<Trigger>,
+    /// The watcher's latest health, if it reported since the last batch:
+    /// why watching is degraded, or `None` when it is fine.
+    pub(crate) watch_health: Option<Option<String>>,
     /// Everyone waiting for this reload's outcome.
     pub(crate) waiters: Vec<Reply>,
 }
@@ -38,6 +44,8 @@ struct State {
     waiters: Vec<Reply>,
     /// When the reloader wants to look again by itself (implicit).
     follow_up: Option<Instant>,
+    /// The watcher's latest health report not yet taken.
+    watch_health: Option<Option<String>>,
     /// Set on shutdown: no more reloads start.
     closed: bool,
 }
@@ -78,6 +86,19 @@ impl Queue {
         if let Some(r) = reply {
             s.waiters.push(r);
         }
+        drop(s);
+        self.wake.notify_all();
+        true
+    }
+
+    /// Records the watcher's health (the latest report wins). Returns
+    /// `false` when the queue is closed.
+    pub(crate) fn watch_health(&self, degraded: Option<String>) -> bool {
+        let mut s = self.lock();
+        if s.closed {
+            return false;
+        }
+        s.watch_health = Some(degraded);
         drop(s);
         self.wake.notify_all();
         true
@@ -128,9 +149,12 @@ impl Queue {
                 s.pending = Some(merge(s.pending, Trigger::Watch));
             }
         }
-        let trigger = s.pending.take()?;
+        if s.pending.is_none() && s.watch_health.is_none() {
+            return None;
+        }
         Some(Batch {
-            trigger,
+            trigger: s.pending.take(),
+            watch_health: s.watch_health.take(),
             waiters: std::mem::take(&mut s.waiters),
         })
     }
@@ -170,7 +194,7 @@ mod tests {
         let q = Queue::default();
         q.push(Trigger::Startup, None);
         let first = q.try_take();
-        assert_eq!(first.map(|b| b.trigger), Some(Trigger::Startup));
+        assert_eq!(first.and_then(|b| b.trigger), Some(Trigger::Startup));
         // A reload is now "running": everything that arrives coalesces.
         let mut receivers = Vec::new();
         for _ in 0..50 {
@@ -179,7 +203,7 @@ mod tests {
             receivers.push(rx);
         }
         let second = q.try_take().expect("one more reload");
-        assert_eq!(second.trigger, Trigger::Watch);
+        assert_eq!(second.trigger, Some(Trigger::Watch));
         assert_eq!(second.waiters.len(), 50, "every waiter is served by it");
         assert!(q.try_take().is_none(), "exactly one more");
     }
@@ -193,8 +217,8 @@ mod tests {
         q.push(Trigger::Watch, None);
         q.push(Trigger::Api, None);
         let b = q.try_take().expect("a reload");
-        assert_eq!(b.trigger, Trigger::Signal);
-        assert!(b.trigger.is_explicit());
+        assert_eq!(b.trigger, Some(Trigger::Signal));
+        assert!(b.trigger.is_some_and(Trigger::is_explicit));
         assert_eq!(merge(Some(Trigger::Poll), Trigger::Watch), Trigger::Poll);
         assert_eq!(merge(Some(Trigger::Watch), Trigger::Api), Trigger::Api);
         assert_eq!(merge(Some(Trigger::Api), Trigger::Watch), Trigger::Api);
@@ -206,11 +230,24 @@ mod tests {
         q.follow_up(Instant::now() + Duration::from_millis(20));
         assert!(q.try_take().is_none(), "not due yet");
         let b = q.next().expect("due");
-        assert_eq!(b.trigger, Trigger::Watch);
+        assert_eq!(b.trigger, Some(Trigger::Watch));
         // Merged with an explicit request, the explicit one wins.
         q.follow_up(Instant::now());
         q.push(Trigger::Api, None);
-        assert_eq!(q.try_take().map(|b| b.trigger), Some(Trigger::Api));
+        assert_eq!(q.try_take().and_then(|b| b.trigger), Some(Trigger::Api));
+    }
+
+    #[test]
+    fn a_health_report_is_taken_alone_and_the_latest_wins() {
+        let q = Queue::default();
+        assert!(q.watch_health(Some("inotify limit".into())));
+        assert!(q.watch_health(None));
+        let b = q.try_take().expect("a batch for the fact");
+        assert_eq!(b.trigger, None, "a fact is not a reload");
+        assert_eq!(b.watch_health, Some(None));
+        assert!(q.try_take().is_none());
+        q.close();
+        assert!(!q.watch_health(None));
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! The store: the current [`Snapshot`] in an `ArcSwap`, the [`Status`]
-//! beside it, and a notification channel for new generations.
+//! The store: the current [`Snapshot`] and the [`Status`] that goes with
+//! it, published together in one `ArcSwap`, and a notification channel for
+//! new generations.
 //!
 //! Performance model: `load()` is a lock-free `ArcSwap::load` (a few atomic
 //! operations, no allocation), so workers may call it on every request.
-//! Exactly one writer — the reloader — calls [`Store::publish`] and
-//! [`Store::set_status`]; everything else only loads.
+//! A snapshot and its status are one value ([`Published`]), so a reader can
+//! never pair a generation with another reload's status.
+//!
+//! One writer by construction: the write side is a `StoreWriter`, a
+//! crate-private capability that a store hands out once. The reloader
+//! takes it when it is spawned; nothing else can publish or change the
+//! status. This module does not decide *what* to publish (that is
+//! [`crate::reload`]).
 
 pub mod snapshot;
 pub mod status;
 pub mod typed;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -23,18 +31,24 @@ use crate::pipeline::schema::Schema;
 use crate::store::snapshot::{ServedDocument, Snapshot};
 use crate::store::status::Status;
 
+/// A snapshot and the status that goes with it: what one reload (or one
+/// status-only change) left behind. Replaced whole, never mutated.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The served snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// Its status (per-document state, last reload, counters, health).
+    pub status: Arc<Status>,
+}
+
 /// Shared, lock-free holder of the served snapshot and its status.
 pub struct Store {
-    /// The served snapshot; replaced whole, never mutated.
-    snapshot: ArcSwap<Snapshot>,
-    /// Status beside it; replaced whole, never mutated.
-    status: ArcSwap<Status>,
-    /// Serializes read-modify-write updates of `status` so that the
-    /// reloader and, e.g., the watcher (`watch_degraded`) never lose each
-    /// other's changes. Readers never take it.
-    status_write: Mutex<()>,
+    /// The snapshot and its status, swapped together.
+    current: ArcSwap<Published>,
     /// Carries the latest generation; wakes async waiters on publish only.
     generation_tx: watch::Sender<u64>,
+    /// Set once the write side has been handed out (see `StoreWriter`).
+    writer_taken: AtomicBool,
     /// Random id of this daemon start.
     instance: String,
     /// When this store (the daemon) started.
@@ -48,8 +62,34 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("instance", &self.instance)
-            .field("generation", &self.snapshot.load().generation)
+            .field("generation", &self.current.load().snapshot.generation)
             .finish_non_exhaustive()
+    }
+}
+
+/// A borrowed view of the current snapshot, returned by [`Store::load`]:
+/// dereferences to the [`Snapshot`]; [`SnapshotGuard::status`] is the
+/// status published with it. Hold it briefly (use [`Store::load_full`] to
+/// keep a snapshot across awaits).
+pub struct SnapshotGuard(arc_swap::Guard<Arc<Published>>);
+
+impl SnapshotGuard {
+    /// The status published together with this snapshot.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.0.status
+    }
+}
+
+impl std::ops::Deref for SnapshotGuard {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.0.snapshot
+    }
+}
+
+impl std::fmt::Debug for SnapshotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Snapshot::fmt(self, f)
     }
 }
 
@@ -68,10 +108,12 @@ impl Store {
     pub fn with_snapshot(instance: String, snapshot: Snapshot) -> Self {
         let (generation_tx, _) = watch::channel(snapshot.generation);
         Store {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            status: ArcSwap::from_pointee(Status::default()),
-            status_write: Mutex::new(()),
+            current: ArcSwap::from_pointee(Published {
+                snapshot: Arc::new(snapshot),
+                status: Arc::new(Status::default()),
+            }),
             generation_tx,
+            writer_taken: AtomicBool::new(false),
             instance,
             started_at: SystemTime::now(),
             started: std::time::Instant::now(),
@@ -80,38 +122,30 @@ impl Store {
 
     /// The current snapshot, lock-free. Hold the guard briefly; use
     /// [`Store::load_full`] to keep it across awaits.
-    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.snapshot.load()
+    pub fn load(&self) -> SnapshotGuard {
+        SnapshotGuard(self.current.load())
     }
 
     /// The current snapshot as an owned `Arc`.
     pub fn load_full(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.current.load().snapshot.clone()
     }
 
     /// The current status.
     pub fn status(&self) -> Arc<Status> {
-        self.status.load_full()
+        self.current.load().status.clone()
     }
 
-    /// The current snapshot and the status that goes with it. The reloader
-    /// stores a new snapshot and then, at once, its status; a read landing
-    /// between the two would pair the new generation with the previous
-    /// reload's status, so that window (microseconds) is waited out —
-    /// boundedly: a status that never catches up (e.g. a snapshot restored
-    /// from the state directory before the startup reload ends) is returned
-    /// as it is.
+    /// The current snapshot and the status published with it, from one
+    /// atomic load: never a generation beside another reload's status.
     pub fn load_with_status(&self) -> (Arc<Snapshot>, Arc<Status>) {
-        let mut pair = (self.load_full(), self.status());
-        for _ in 0..1000 {
-            let status_generation = pair.1.last_reload.as_ref().map(|r| r.generation);
-            if status_generation.is_none_or(|g| g >= pair.0.generation) {
-                break;
-            }
-            std::thread::yield_now();
-            pair = (self.load_full(), self.status());
-        }
-        pair
+        let p = self.current.load();
+        (p.snapshot.clone(), p.status.clone())
+    }
+
+    /// The current [`Published`] pair as an owned `Arc`.
+    pub fn load_published(&self) -> Arc<Published> {
+        self.current.load_full()
     }
 
     /// A receiver that sees every new generation (and only those).
@@ -134,52 +168,92 @@ impl Store {
         self.started.elapsed()
     }
 
-    /// Publishes a new snapshot and wakes waiters. Reloader only.
-    pub fn publish(&self, snapshot: Snapshot) {
-        self.publish_arc(Arc::new(snapshot));
+    /// The write side of this store, the first time it is asked for;
+    /// `None` ever after, so a store has at most one writer.
+    pub(crate) fn take_writer(self: &Arc<Self>) -> Option<StoreWriter> {
+        let taken = self.writer_taken.swap(true, Ordering::AcqRel);
+        (!taken).then(|| StoreWriter {
+            store: self.clone(),
+        })
+    }
+}
+
+/// The write side of a [`Store`]: the only way to publish a snapshot or
+/// change the status. A store hands it out once
+/// (`Store::take_writer`); the reloader holds it. Being the only writer,
+/// it needs no lock for its read-modify-write updates.
+pub(crate) struct StoreWriter {
+    /// The store it writes.
+    store: Arc<Store>,
+}
+
+impl StoreWriter {
+    /// What is published now (this writer is the only one that changes it).
+    pub(crate) fn current(&self) -> Arc<Published> {
+        self.store.current.load_full()
     }
 
-    /// [`Store::publish`] for a snapshot the caller keeps a handle to.
-    /// Reloader only.
-    pub fn publish_arc(&self, snapshot: Arc<Snapshot>) {
-        let generation = snapshot.generation;
-        self.store_snapshot(snapshot);
-        self.notify_generation(generation);
-    }
-
-    /// Makes `snapshot` the one every `load()` returns, without waking
-    /// anyone yet: the reloader stores the matching status first, then
-    /// calls [`Store::notify_generation`]. Reloader only.
-    pub fn store_snapshot(&self, snapshot: Arc<Snapshot>) {
-        self.snapshot.store(snapshot);
-    }
-
-    /// Wakes blocking queries and subscribers for `generation`, already
-    /// stored with [`Store::store_snapshot`]. Reloader only.
-    pub fn notify_generation(&self, generation: u64) {
-        self.generation_tx.send_replace(generation);
-    }
-
-    /// Replaces the status. Wakes nobody. Prefer [`Store::update_status`],
-    /// which cannot lose a concurrent update.
-    pub fn set_status(&self, status: Status) {
-        let _guard = self.status_write.lock().unwrap_or_else(|p| p.into_inner());
-        self.status.store(Arc::new(status));
-    }
-
-    /// Changes the status with `f` applied to a copy of the current one and
-    /// returns the result. Updates are serialized (the reloader owns the
-    /// per-document part; other writers such as the watcher touch only
-    /// their own fields). Wakes nobody.
-    pub fn update_status(&self, f: impl FnOnce(&mut Status)) -> Arc<Status> {
-        // A writer that panicked left no partial state (the swap below is
-        // the only mutation), so a poisoned lock is safe to reuse.
-        let _guard = self.status_write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut status = Status::clone(&self.status.load());
-        f(&mut status);
+    /// Publishes `snapshot` together with `status` in one swap. Wakes
+    /// nobody yet: call `StoreWriter::wake` once the publish is logged.
+    pub(crate) fn publish(&self, snapshot: Arc<Snapshot>, status: Status) -> Arc<Status> {
         let status = Arc::new(status);
-        self.status.store(status.clone());
+        self.store.current.store(Arc::new(Published {
+            snapshot,
+            status: status.clone(),
+        }));
         status
+    }
+
+    /// Wakes blocking queries and subscribers if the published generation
+    /// moved since the last wake (a status-only change wakes nobody).
+    pub(crate) fn wake(&self) {
+        let generation = self.store.current.load().snapshot.generation;
+        self.store.generation_tx.send_if_modified(|g| {
+            let moved = *g != generation;
+            *g = generation;
+            moved
+        });
+    }
+
+    /// Changes the status with `f` applied to a copy of the current one,
+    /// keeping the snapshot; wakes nobody. Returns the new status.
+    pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) -> Arc<Status> {
+        let current = self.current();
+        let mut status = Status::clone(&current.status);
+        f(&mut status);
+        self.publish(current.snapshot.clone(), status)
+    }
+}
+
+/// Hand-publishing for tests of the read side (the control API's views)
+/// that need snapshots and statuses no reload would produce. It claims the
+/// store's one write side, so a store written by hand can never also have
+/// a reloader. Not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    use super::{Snapshot, Status, Store, StoreWriter};
+    use std::sync::Arc;
+
+    /// Publishes by hand into a store that has no reloader.
+    pub struct HandWriter(StoreWriter);
+
+    impl HandWriter {
+        /// The store's write side; `None` if it was already taken.
+        pub fn claim(store: &Arc<Store>) -> Option<HandWriter> {
+            store.take_writer().map(HandWriter)
+        }
+
+        /// Publishes `snapshot`, keeping the status.
+        pub fn publish(&self, snapshot: Snapshot) {
+            let status = Status::clone(&self.0.current().status);
+            self.0.publish(Arc::new(snapshot), status);
+            self.0.wake();
+        }
+
+        /// Replaces the status, keeping the snapshot.
+        pub fn set_status(&self, status: Status) {
+            self.0.update_status(|s| *s = status);
+        }
     }
 }
 
