@@ -578,6 +578,7 @@ struct LogCounts {
     published: u64,
     rejections: BTreeMap<String, u64>,
     missing: u64,
+    watch_started: u64,
     panics: Vec<String>,
     tail: Vec<String>,
 }
@@ -603,6 +604,9 @@ fn spawn_daemon(args: &[String]) -> (Child, Arc<Mutex<LogCounts>>) {
                 let mut c = counts.lock().expect("log counts");
                 if line.contains("panicked") {
                     c.panics.push(line.clone());
+                }
+                if line.contains("\"watch_started\"") {
+                    c.watch_started += 1;
                 }
                 if line.contains("snapshot_published")
                     || line.contains("document_rejected")
@@ -833,6 +837,16 @@ fn soak() {
     assert!(
         ready,
         "daemon not ready: {:?}",
+        logs.lock().map(|c| c.tail.clone())
+    );
+    // The editor starts once both directories are watched: a write begun
+    // before the watch exists cannot be known to be unfinished.
+    let watching = wait_until(common::DEADLINE, || {
+        logs.lock().map(|c| c.watch_started >= 2).unwrap_or(false)
+    });
+    assert!(
+        watching,
+        "directories never watched: {:?}",
         logs.lock().map(|c| c.tail.clone())
     );
     let pid = child.id();
