@@ -48,5 +48,57 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A document of about `bytes` bytes: string and integer keys in tables of
+/// 50 keys.
+fn sized(bytes: usize) -> String {
+    let mut out = String::new();
+    let mut i = 0usize;
+    while out.len() < bytes {
+        if i % 50 == 0 {
+            out.push_str(&format!("[t{}]\n", i / 50));
+        }
+        out.push_str(&format!(
+            "name_{i} = \"value number {i}\"\nport_{i} = {i}\n"
+        ));
+        i += 1;
+    }
+    out
+}
+
+/// Parse + validate + build what is published (`served_document`: the
+/// hash, the shared value), per document size, beside the `toml` crate's
+/// bare parse of the same bytes.
+fn bench_sizes(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("hotconf-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(dir.join("doc.schema.json"), r#"{"type":"object"}"#).is_err() {
+        return;
+    }
+    let mut cache = SchemaCache::new();
+    let Ok(schema) = cache.load(&dir, "doc") else {
+        return;
+    };
+    let path = dir.join("doc.toml");
+    let mut group = c.benchmark_group("size");
+    group.sample_size(10);
+    for (label, bytes) in [("1 KB", 1024), ("50 KB", 50 * 1024), ("1 MB", 1024 * 1024)] {
+        let text = sized(bytes);
+        group.bench_function(
+            format!("baseline toml::from_str::<toml::Table> {label}"),
+            |b| b.iter(|| toml::from_str::<toml::Table>(black_box(&text))),
+        );
+        group.bench_function(format!("parse + validate + publish {label}"), |b| {
+            b.iter(|| {
+                let parsed = pipeline::evaluate("doc.toml", black_box(text.as_bytes()), &schema);
+                parsed.map(|p| {
+                    hotconf::store::served_document(&path, text.as_bytes(), p.value, &schema, None)
+                })
+            })
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench, bench_sizes);
 criterion_main!(benches);

@@ -173,6 +173,7 @@ fn typed_store() -> Store {
             source: "configs/app.toml".into(),
             schema_sha256: String::new(),
             typed: Some(Arc::new(typed)),
+            bodies: Default::default(),
         }),
     );
     Store::with_snapshot("bench".into(), snapshot)

@@ -636,6 +636,26 @@ fn deep_nesting_is_a_clear_parse_error() {
     );
 }
 
+/// The costliest shape for memory (small inline tables, ~1 KiB each once
+/// parsed) is refused from a cheap count before the parser runs; the same
+/// document one table shorter is parsed and judged.
+#[test]
+fn too_many_values_is_too_large_before_parsing() {
+    let s = Scratch::new();
+    s.schema("many.schema.json", "{}");
+    let doc = |tables: usize| format!("a = [{}]\n", vec!["{b=1}"; tables].join(", "));
+    s.config("many.toml", &doc(100_000));
+    let run = s.check(&["configs/many.toml"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.lines(),
+        vec!["configs/many.toml:1:700001: E_TOO_LARGE more than 200000 values (keys, key segments, table headers and array items); not parsed"]
+    );
+    s.config("many.toml", &doc(99_999));
+    let run = s.check(&["configs/many.toml"]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{}", run.stderr);
+}
+
 #[test]
 fn unknown_format_is_a_schema_error_not_a_silent_pass() {
     let s = Scratch::new();

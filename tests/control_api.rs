@@ -163,6 +163,7 @@ fn served(name: &str, value: Value, generation: u64) -> (String, Arc<ServedDocum
             source: PathBuf::from(format!("configs/{name}.toml")),
             schema_sha256: "s".repeat(64),
             typed: None,
+            bodies: Default::default(),
         }),
     )
 }

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hotconf::pipeline;
-use hotconf::pipeline::document::{self, DEFAULT_MAX_FILE_SIZE, MAX_DEPTH};
+use hotconf::pipeline::document::{self, DEFAULT_MAX_FILE_SIZE, MAX_DEPTH, MAX_VALUES};
 use hotconf::pipeline::rejection::{Code, Rejection};
 use hotconf::pipeline::schema::SchemaCache;
 use serde_json::json;
@@ -805,8 +805,9 @@ fn one_table_of_100_000_extra_keys_is_rejected_in_bounded_time() {
     assert_eq!((first.line, first.column), (Some(2), Some(1)), "{r:.300}");
 }
 
-/// 200,000 violations on one 1.2 MB line: locating them must not rescan
-/// the line for each.
+/// 199,998 violations on one 1.2 MB line (as many as the value limit lets
+/// through): locating them must not rescan the line for each. 200,000 items
+/// are refused before parsing.
 #[test]
 fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
     let dirs = Dirs::new();
@@ -814,7 +815,8 @@ fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
         "line",
         &json!({"type": "object", "properties": {"a": {"items": {"type": "string"}}}}),
     );
-    let text = format!("a = [{}]\n", "12345,".repeat(200_000));
+    // `a =` and `[` count one each, then one per comma.
+    let text = format!("a = [{}]\n", "12345,".repeat(MAX_VALUES - 2));
     let r = dirs
         .evaluate("line", text)
         .expect_err("numbers, not strings");
@@ -822,9 +824,14 @@ fn one_line_of_200_000_violations_is_rejected_in_bounded_time() {
     let first = &r.problems[0];
     assert_eq!(first.pointer, "/a/0");
     assert_eq!((first.line, first.column), (Some(1), Some(6)), "{r:.300}");
+    let text = format!("a = [{}]\n", "12345,".repeat(200_000));
+    let r = dirs.evaluate("line", text).expect_err("too many values");
+    assert_eq!(r.code, Code::TooLarge, "{r:.300}");
 }
 
-/// 600,000 tables in one array, from 3.6 MB of `[[t]]` headers.
+/// 600,000 tables in one array, from 3.6 MB of `[[t]]` headers, are
+/// refused before parsing (the value limit); 200,000 (at the limit) are
+/// parsed and judged.
 #[test]
 fn six_hundred_thousand_array_tables_are_bounded() {
     let dirs = Dirs::new();
@@ -832,10 +839,14 @@ fn six_hundred_thousand_array_tables_are_bounded() {
         "aot",
         &json!({"properties": {"t": {"items": {"type": "object", "required": ["x"]}}}}),
     );
-    let text = "[[t]]\n".repeat(600_000);
+    let text = "[[t]]\n".repeat(MAX_VALUES);
     let r = dirs.evaluate("aot", text).expect_err("no table has x");
     assert_eq!(r.code, Code::Schema, "{r:.300}");
     assert_eq!(r.problems[0].line, Some(1), "{r:.300}");
+    let text = "[[t]]\n".repeat(600_000);
+    let r = dirs.evaluate("aot", text).expect_err("too many values");
+    assert_eq!(r.code, Code::TooLarge, "{r:.300}");
+    assert_eq!(r.problems[0].line, Some(MAX_VALUES + 1), "{r:.300}");
 }
 
 /// Keys that need escaping in a JSON pointer, or look like one, are still

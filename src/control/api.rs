@@ -345,7 +345,7 @@ async fn config_all(
         peer.is_trusted(api.daemon_uid),
     );
     Ok(with_headers(
-        Json(body).into_response(),
+        json_response(body),
         snapshot.generation,
         api.store.instance(),
     ))
@@ -370,7 +370,16 @@ async fn config_one(
     let Some(doc) = snapshot.get(name) else {
         return Ok(not_found(format!("no document {name:?} is served"), 0));
     };
-    let value = views::visible_value(doc, peer.is_trusted(api.daemon_uid));
+    let trusted = peer.is_trusted(api.daemon_uid);
+    if pointer.is_empty() {
+        // The whole document: the version's one shared body, no copy.
+        return Ok(with_headers(
+            json_response(doc.body(trusted)),
+            doc.generation,
+            instance,
+        ));
+    }
+    let value = views::visible_value(doc, trusted);
     let Some(part) = value.pointer(pointer) else {
         return Ok(not_found(
             format!("document {name:?} has no value at {pointer:?}"),
@@ -382,6 +391,19 @@ async fn config_one(
         doc.generation,
         instance,
     ))
+}
+
+/// A `200 application/json` response whose body is `body` itself (a
+/// reference to a shared buffer, not a copy).
+fn json_response(body: bytes::Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn reload(
@@ -611,6 +633,76 @@ async fn metrics(State(api): Shared) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::snapshot::ServedDocument;
+    use http_body_util::BodyExt;
+
+    fn served(value: serde_json::Value, redacted: Option<serde_json::Value>) -> ServedDocument {
+        let value = Arc::new(value);
+        let has_secrets = redacted.is_some();
+        let bodies = match &redacted {
+            Some(r) => {
+                crate::store::snapshot::Bodies::with_redacted(serde_json::to_vec(r).unwrap())
+            }
+            None => Default::default(),
+        };
+        ServedDocument {
+            redacted: redacted.map(Arc::new).unwrap_or_else(|| value.clone()),
+            value,
+            has_secrets,
+            sha256: String::new(),
+            redacted_sha256: String::new(),
+            generation: 1,
+            loaded_at: std::time::SystemTime::now(),
+            source: "configs/big.toml".into(),
+            schema_sha256: String::new(),
+            typed: None,
+            bodies,
+        }
+    }
+
+    /// The body every response carries, taken back out of the response.
+    async fn response_body(doc: &ServedDocument, trusted: bool) -> bytes::Bytes {
+        let resp = json_response(doc.body(trusted));
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let frame = resp.into_body().frame().await.unwrap().unwrap();
+        frame.into_data().unwrap()
+    }
+
+    /// A thousand concurrent readers of one document hold one buffer: every
+    /// response body is the version's body itself (same address and
+    /// length), not a serialization or a copy of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_body_for_many_concurrent_readers() {
+        let doc = Arc::new(served(
+            serde_json::json!({"k": "v".repeat(1 << 16), "n": [1, 2, 3]}),
+            Some(serde_json::json!({"k": "<redacted>", "n": [1, 2, 3]})),
+        ));
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let doc = doc.clone();
+                tokio::spawn(async move { response_body(&doc, i % 2 == 0).await })
+            })
+            .collect();
+        let mut bodies = Vec::new();
+        for t in tasks {
+            bodies.push(t.await.unwrap());
+        }
+        let full = doc.body(true);
+        let redacted = doc.body(false);
+        assert_eq!(full, serde_json::to_vec(&*doc.value).unwrap());
+        assert_eq!(redacted, serde_json::to_vec(&*doc.redacted).unwrap());
+        for (i, b) in bodies.iter().enumerate() {
+            let want = if i % 2 == 0 { &full } else { &redacted };
+            assert_eq!(
+                (b.as_ptr(), b.len()),
+                (want.as_ptr(), want.len()),
+                "response {i} has its own copy"
+            );
+        }
+        // Without secrets an untrusted peer shares the same buffer too.
+        let plain = served(serde_json::json!({"a": 1}), None);
+        assert_eq!(plain.body(false).as_ptr(), plain.body(true).as_ptr());
+    }
 
     #[test]
     fn wait_parsing() {

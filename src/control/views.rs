@@ -5,7 +5,7 @@
 //! redacted values, and for documents holding secrets the hash of the
 //! redacted value instead of the source hash.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -174,16 +174,34 @@ pub fn reload_result(o: &ReloadOutcome, snapshot: &Snapshot, status: &Status) ->
     v
 }
 
-/// `GET /v1/config`: every served document's value.
-pub fn config(instance: &str, snapshot: &Snapshot, trusted: bool) -> Value {
-    let documents: BTreeMap<&str, &Value> = snapshot
+/// `GET /v1/config`: every served document's value, as JSON text. Built
+/// from each version's shared body (see [`ServedDocument::body`]): copied
+/// into place, never serialized again.
+pub fn config(instance: &str, snapshot: &Snapshot, trusted: bool) -> bytes::Bytes {
+    let bodies: Vec<(&String, bytes::Bytes)> = snapshot
         .documents
         .iter()
-        .map(|(k, d)| (k.as_str(), visible_value(d, trusted)))
+        .map(|(k, d)| (k, d.body(trusted)))
         .collect();
-    json!({
-        "instance": instance,
-        "generation": snapshot.generation,
-        "documents": documents,
-    })
+    let len: usize = bodies
+        .iter()
+        .map(|(k, b)| k.len().saturating_add(b.len()).saturating_add(8))
+        .sum();
+    let mut out = Vec::with_capacity(len.saturating_add(instance.len()).saturating_add(64));
+    // ok (both): serializing a string cannot fail, and writing to a Vec neither.
+    out.extend_from_slice(b"{\"instance\":");
+    let _ = serde_json::to_writer(&mut out, instance);
+    out.extend_from_slice(
+        format!(",\"generation\":{},\"documents\":{{", snapshot.generation).as_bytes(),
+    );
+    for (i, (name, body)) in bodies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        out.extend_from_slice(body);
+    }
+    out.extend_from_slice(b"}}");
+    bytes::Bytes::from(out)
 }

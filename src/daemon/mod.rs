@@ -22,19 +22,17 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::control::{self, BindError, Limits as ConnLimits, Server, ServerOptions, SocketOptions};
+use crate::embed::Hotconf;
 use crate::history::plan::Planner;
 use crate::history::History;
 use crate::observe::logging::{self, LogObserver};
 use crate::observe::metrics::Metrics;
 use crate::observe::systemd::{Probe, Systemd};
 use crate::output::Outputs;
-use crate::persist::Persister;
-use crate::pipeline::rejection::{Code, Rejection};
-use crate::pipeline::{self, Limits};
-use crate::reload::{ReloadConfig, ReloadHandle, ReloadObserver, Reloader, Unsettled};
-use crate::store::status::{DocState, Trigger};
-use crate::store::{self, Store};
-use crate::watch::{WatchHealth, WatchSignal, Watcher};
+use crate::pipeline::Limits;
+use crate::reload::{ReloadHandle, ReloadObserver};
+use crate::store::status::Trigger;
+use crate::store::Store;
 
 pub use crate::observe::logging::LogFormat;
 
@@ -122,9 +120,9 @@ impl Signals {
     }
 }
 
-/// A started daemon: the parts every component is built from. The control
-/// socket needs `store` and `reload`; the watcher needs `reload`,
-/// `unsettled` and `settings`; all of them take a clone of `shutdown`.
+/// A started daemon: a running [`Hotconf`] (store, reloader, watcher,
+/// poll) plus what only the daemon has. The control socket needs `store`
+/// and `reload`; all components take a clone of `shutdown`.
 pub struct Daemon {
     /// What it was started with.
     pub settings: Settings,
@@ -132,34 +130,25 @@ pub struct Daemon {
     pub store: Arc<Store>,
     /// Requests reloads (signals, poll, watcher, `POST /v1/reload`).
     pub reload: ReloadHandle,
-    /// Files being written: the watcher fills it, implicit reloads skip it.
-    pub unsettled: Arc<Unsettled>,
     /// Handed to components so they stop with the daemon.
     pub shutdown: Shutdown,
     /// The last reloads (`GET /v1/history`), startup included.
     pub history: Arc<History>,
+    /// The embedded core: store, reloader, watcher and poll.
+    core: Hotconf,
     /// The serving control socket, once [`Daemon::serve_control`] started it.
     control: Option<control::Running>,
     /// Fires `shutdown`.
     shutdown_tx: watch::Sender<bool>,
 }
 
-/// Why [`Daemon::start`] did not produce a running daemon.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Some document is invalid; every problem, compiler style.
-    #[error("{} invalid document(s)", .0.len())]
-    Invalid(Vec<Rejection>),
-    /// The reloader could not be started or stopped during startup.
-    #[error("{0}")]
-    Internal(String),
-}
+pub use crate::embed::StartError;
 
 impl Daemon {
-    /// Creates the store and the reloader (with `observers`, called in
-    /// order after each reload) and does the startup load. Fails with every
-    /// rejection when any document is invalid (SPEC §2 "Startup"); the
-    /// reloader is then stopped again.
+    /// Starts the library's [`Hotconf`] with the daemon's settings and
+    /// `observers` (called in order after each reload): store, reloader,
+    /// startup load, then the watcher and the poll. Fails with every
+    /// rejection when any document is invalid (SPEC §2 "Startup").
     ///
     /// With a state directory, the store starts from the persisted snapshot
     /// (if one is there and intact) and the startup load is compared with
@@ -169,121 +158,53 @@ impl Daemon {
     /// says so (WARN `serving_persisted`), and they are `error`.
     pub async fn start(
         settings: Settings,
-        mut observers: Vec<Arc<dyn ReloadObserver>>,
+        observers: Vec<Arc<dyn ReloadObserver>>,
     ) -> Result<Daemon, StartError> {
-        // Random per start, with or without a persisted snapshot (SPEC §2).
-        let instance = store::new_instance_id();
-        logging::startup(
-            &instance,
-            &settings.config_dir,
-            &settings.schema_dir,
-            settings.all_or_nothing,
-        );
-        // The persisted snapshot seeds the store before the reloader, its
-        // only writer, starts; from then on the reloader persists.
-        // It reads and validates files: off the async workers, as reloads are.
-        let (persister, restored) = match &settings.state_dir {
-            Some(dir) => {
-                let (dir, config_dir, schema_dir) = (
-                    dir.clone(),
-                    settings.config_dir.clone(),
-                    settings.schema_dir.clone(),
-                );
-                let limits = config_limits(&settings);
-                let (p, r) = tokio::task::spawn_blocking(move || {
-                    Persister::open(&dir, &config_dir, &schema_dir, limits)
-                })
-                .await
-                .map_err(|e| StartError::Internal(format!("cannot read the state dir: {e}")))?;
-                (Some(p), r)
-            }
-            None => (None, None),
-        };
-        let restored_generation = restored.as_ref().map(|s| s.generation);
-        let store = Arc::new(match restored {
-            Some(snapshot) => Store::with_snapshot(instance, snapshot),
-            None => Store::new(instance),
+        // The binary serves JSON only: no Rust types registered.
+        let mut builder =
+            Hotconf::builder(settings.config_dir.clone(), settings.schema_dir.clone())
+                .watch(settings.watch)
+                .poll_interval(settings.poll_interval)
+                .debounce(settings.debounce)
+                .all_or_nothing(settings.all_or_nothing)
+                .limits(config_limits(&settings));
+        if let Some(dir) = &settings.state_dir {
+            builder = builder.state_dir(dir.clone());
+        }
+        for o in observers {
+            builder = builder.observer(o);
+        }
+        // Seeded with the store's first snapshot, before the reloader (the
+        // only writer) starts: the history compares its first reload with
+        // exactly that snapshot.
+        let history_slot: Arc<std::sync::OnceLock<Arc<History>>> = Arc::default();
+        let (slot, keep) = (history_slot.clone(), settings.history);
+        builder = builder.seeded_observer(move |snapshot| {
+            let history = Arc::new(History::new(keep, snapshot));
+            let _ = slot.set(history.clone());
+            history
         });
-        // Seeded before the reloader (the only writer) starts: the history
-        // compares its first reload with exactly this snapshot.
-        let history = Arc::new(History::new(settings.history, store.load_full()));
-        observers.push(history.clone());
-        let unsettled = Arc::new(Unsettled::default());
-        let config = ReloadConfig {
-            config_dir: settings.config_dir.clone(),
-            schema_dir: settings.schema_dir.clone(),
-            // The binary serves JSON only: no Rust types to check.
-            types: crate::store::typed::TypeRegistry::default(),
-            limits: config_limits(&settings),
-            all_or_nothing: settings.all_or_nothing,
-            debounce: settings.debounce,
-            unsettled: unsettled.clone(),
-        };
-        // The reloader never removes anything when it cannot list the
-        // directory; at startup that must be an error, as `check` says.
-        if let Err(e) = pipeline::list_documents(&settings.config_dir) {
-            return Err(StartError::Invalid(vec![Rejection::bare(
-                Code::Io,
-                pipeline::display_path(&settings.config_dir),
-                format!("cannot list the config directory: {e}"),
-            )]));
-        }
-        let state_dir = persister.as_ref().map(|p| p.dir().to_path_buf());
-        let reload = match persister {
-            Some(p) => Reloader::spawn_persisting(config, store.clone(), observers, p),
-            None => Reloader::spawn(config, store.clone(), observers),
-        }
-        .map_err(|e| StartError::Internal(format!("cannot start the reloader: {e}")))?;
-        let startup = reload.reload(Trigger::Startup).await;
-        if startup.is_err() {
-            return Err(StartError::Internal(
-                "the reloader stopped during startup".into(),
-            ));
-        }
-        let status = store.status();
-        if let (false, Some(generation), Some(dir)) =
-            (status.all_ok(), restored_generation, &state_dir)
-        {
-            // SPEC §2 "Startup": a persisted last-good snapshot exists, so
-            // run on it rather than refuse to start, and say so loudly.
-            let snapshot = store.load();
-            let (served, not_served): (Vec<String>, Vec<String>) = status
-                .documents
-                .iter()
-                .filter(|(_, d)| d.state != DocState::Ok)
-                .map(|(name, _)| name.clone())
-                .partition(|name| snapshot.documents.contains_key(name));
-            logging::serving_persisted(dir, generation, &served, &not_served);
-        } else if !status.all_ok() {
-            reload.shutdown().await;
-            // Print exactly what `hotconf check` would (it also reports a
-            // broken schema once, and both a parse error and a bad schema);
-            // the reloader's view is the fallback if the files were fixed
-            // in between.
-            let mut invalid = pipeline::check(
-                &settings.config_dir,
-                &settings.schema_dir,
-                &[],
-                config_limits(&settings),
+        let core = builder.start().await?;
+        let history = history_slot
+            .get()
+            .cloned()
+            .ok_or_else(|| StartError::Internal("the history was not set up".into()))?;
+        // After the startup load, as before: whoever sees it may rely on
+        // the startup reload having finished.
+        if !settings.watch {
+            tracing::info!(
+                event = "watch_disabled",
+                "--no-watch: changes are found by the poll, SIGHUP and the API only"
             );
-            if invalid.is_empty() {
-                invalid = status
-                    .documents
-                    .values()
-                    .filter(|d| d.state != DocState::Ok)
-                    .filter_map(|d| d.last_error.as_ref().map(|e| e.rejection.clone()))
-                    .collect();
-            }
-            return Err(StartError::Invalid(invalid));
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         Ok(Daemon {
             settings,
-            store,
-            reload,
-            unsettled,
+            store: core.store().clone(),
+            reload: core.reload_handle().clone(),
             shutdown: Shutdown { rx: shutdown_rx },
             history,
+            core,
             control: None,
             shutdown_tx,
         })
@@ -312,22 +233,12 @@ impl Daemon {
         probes
     }
 
-    /// Reacts to signals and runs the periodic poll until SIGTERM/SIGINT.
-    /// Returns the name of the signal that stopped it.
+    /// Reacts to signals until SIGTERM/SIGINT (the poll and the watcher
+    /// run in the core). Returns the name of the signal that stopped it.
     async fn serve(&self, signals: &mut Signals) -> &'static str {
-        let poll = self.settings.poll_interval;
-        // Zero disables the poll: a timer that never fires.
-        let period = if poll.is_zero() {
-            Duration::from_secs(365 * 24 * 3600)
-        } else {
-            poll
-        };
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = signals.hup.recv() => self.reload.request(Trigger::Signal),
-                _ = ticker.tick(), if !poll.is_zero() => self.reload.request(Trigger::Poll),
                 _ = signals.term.recv() => return "SIGTERM",
                 _ = signals.int.recv() => return "SIGINT",
             }
@@ -371,8 +282,9 @@ impl Daemon {
                 c.shutdown().await;
             }
         };
-        tokio::join!(self.reload.shutdown(), control);
-        logging::shutdown(reason, self.store.load().generation);
+        let store = self.store.clone();
+        tokio::join!(self.core.shutdown(), control);
+        logging::shutdown(reason, store.load().generation);
     }
 }
 
@@ -382,6 +294,11 @@ fn config_limits(settings: &Settings) -> Limits {
         max_file_size: settings.max_file_size,
     }
 }
+
+/// Worker threads of the daemon's async runtime, whatever the number of
+/// CPUs (tokio's default is one per CPU, which on a large host is dozens of
+/// idle threads, each with its own stack and allocator arena).
+pub const WORKER_THREADS: usize = 2;
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code: 0
 /// after a graceful stop, 1 when startup fails (every error printed to
@@ -394,8 +311,13 @@ pub fn run(settings: Settings) -> i32 {
     }
     let mut settings = settings;
     settings.max_connections = fit_connections(settings.max_connections);
+    // Sized to the work, not to the machine: the API answers from
+    // immutable snapshots and never blocks, so two workers keep one slow
+    // peer from stalling the rest; blocking work is a startup restore only.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(WORKER_THREADS)
+        .max_blocking_threads(2)
         .thread_name("hotconf")
         .build()
     {
@@ -537,24 +459,6 @@ async fn run_async(settings: Settings) -> i32 {
         daemon.stop("control socket failed").await;
         return 1;
     }
-    // The watcher: file events become implicit reloads. Started after the
-    // startup load; its first signal is a rescan, so nothing written in
-    // between is missed.
-    let watcher = if daemon.settings.watch {
-        let watcher = start_watcher(&daemon);
-        if watcher.is_none() {
-            // The failure went to the reloader's queue: let it land, so
-            // that READY=1's status line says watching is degraded.
-            let _ = daemon.reload.reload(Trigger::Watch).await;
-        }
-        watcher
-    } else {
-        tracing::info!(
-            event = "watch_disabled",
-            "--no-watch: changes are found by the poll, SIGHUP and the API only"
-        );
-        None
-    };
     // The startup load is done and every component is listening.
     systemd.ready(&daemon.store.status(), &daemon.store.load());
     systemd.spawn_watchdog(daemon.watchdog_probes());
@@ -563,8 +467,8 @@ async fn run_async(settings: Settings) -> i32 {
     // Before draining: systemd must not expect a READY=1 for a reload
     // that is still finishing, nor ping the watchdog any more.
     systemd.stopping();
-    // No more watch-triggered requests once stopping.
-    drop(watcher);
+    // No more watch- or poll-triggered requests once stopping.
+    daemon.core.stop_triggers();
     daemon.stop(reason).await;
     // After the reloader: no publish can come any more. A run in flight
     // ends first (bounded by its command timeout).
@@ -572,46 +476,6 @@ async fn run_async(settings: Settings) -> i32 {
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
     0
-}
-
-/// Starts the file watcher on the config and schema directories. Its
-/// signals request implicit (`Trigger::Watch`) reloads; its health is
-/// reported to the reloader on every rescan (the watcher sends one when its
-/// health changes), which copies it into `Status.watch_degraded`: a
-/// status-only write that wakes nobody and moves no counter. `None` (logged, and said in the status) when even its thread
-/// cannot start: the daemon then runs on the poll alone.
-fn start_watcher(daemon: &Daemon) -> Option<Watcher> {
-    let health = Arc::new(WatchHealth::new());
-    let dirs = [
-        daemon.settings.config_dir.clone(),
-        daemon.settings.schema_dir.clone(),
-    ];
-    let reload = daemon.reload.clone();
-    let seen = health.clone();
-    let started = Watcher::start(
-        &dirs,
-        daemon.settings.debounce,
-        daemon.unsettled.clone(),
-        health,
-        move |signal| {
-            if signal == WatchSignal::Rescan {
-                // Through the queue, like every fact: the reloader is the
-                // store's only writer (it ignores a report of no change).
-                reload.report_watch_health(seen.degraded());
-            }
-            reload.request(Trigger::Watch);
-        },
-    );
-    match started {
-        Ok(w) => Some(w),
-        Err(e) => {
-            let reason =
-                format!("cannot start the file watcher: {e}; changes are found by the poll only");
-            tracing::warn!(event = "watch_degraded", reason = %reason, "file watching degraded");
-            daemon.reload.report_watch_health(Some(reason));
-            None
-        }
-    }
 }
 
 /// Options from the daemon's settings: resolves the socket path (SPEC

@@ -443,6 +443,7 @@ mod tests {
             source: PathBuf::from("c/app.toml"),
             schema_sha256: "s".into(),
             typed: None,
+            bodies: Default::default(),
         })
     }
 

@@ -564,6 +564,7 @@ mod tests {
                     source: PathBuf::from(format!("{name}.toml")),
                     schema_sha256: String::new(),
                     typed: None,
+                    bodies: Default::default(),
                 }),
             );
         }

@@ -46,6 +46,21 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 /// always gets this crate's message.
 pub const MAX_DEPTH: usize = 64;
 
+/// The most values a document may have, counted by the same pre-scan as
+/// [`MAX_DEPTH`] before the TOML parser runs: every `key =` and every
+/// further segment of a dotted key, every table-header segment, every array
+/// item (an empty array or a trailing comma counts one more). More is
+/// `E_TOO_LARGE`, nothing parsed.
+///
+/// Why: the parsed forms cost far more than the text. The `toml` parser's
+/// spanned tree and the JSON value held beside it while converting take
+/// about 0.5 KiB per value when the values are small tables (`a = [{b=1},
+/// …]`: 7 bytes of text, ~1 KiB of memory), so a 4 MiB document of them
+/// peaked near 900 MiB. At this limit the worst shape stays near 100 MiB;
+/// real configurations are far below it (the 4 MiB default file size alone
+/// allows a few hundred thousand short keys).
+pub const MAX_VALUES: usize = 200_000;
+
 /// The document NAME of a directory entry called `NAME.toml`, if it is one:
 /// `NAME` must match `^[A-Za-z0-9][A-Za-z0-9_-]*$`. Editor droppings, hidden
 /// files and temp files are not documents.
@@ -221,8 +236,10 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Parsed, Rejection> {
             Problem::at("", line, column, format!("NUL byte at byte offset {at}")),
         ));
     }
-    if let Some(at) = depth_prescan(text) {
-        return Err(too_deep(label, text, at));
+    match prescan(text) {
+        Some(Prescan::TooDeep(at)) => return Err(too_deep(label, text, at)),
+        Some(Prescan::TooManyValues(at)) => return Err(too_many_values(label, text, at)),
+        None => {}
     }
     let root = DeTable::parse(text).map_err(|e| parse_error(label, text, &e))?;
     let value = convert_table(root.get_ref(), 0, label, text)?;
@@ -230,6 +247,24 @@ pub fn parse(label: &str, bytes: &[u8]) -> Result<Parsed, Rejection> {
         value,
         text: text.to_string(),
     })
+}
+
+/// `E_TOO_LARGE` for a document with more than [`MAX_VALUES`] values, at
+/// the place where the count went over.
+fn too_many_values(label: &str, text: &str, at: usize) -> Rejection {
+    let (line, column) = line_col(text, at);
+    Rejection::new(
+        Code::TooLarge,
+        label,
+        Problem::at(
+            "",
+            line,
+            column,
+            format!(
+                "more than {MAX_VALUES} values (keys, key segments, table headers and array items); not parsed"
+            ),
+        ),
+    )
 }
 
 fn too_deep(label: &str, text: &str, at: usize) -> Rejection {
@@ -428,7 +463,7 @@ pub fn rfc3339(d: &toml::value::Datetime) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Depth pre-scan
+// Depth and value-count pre-scan
 
 /// What the scanner expects next outside strings and comments.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -448,15 +483,37 @@ struct Open {
     base: usize,
 }
 
-/// Scans `text` without recursion and returns the byte offset where the
-/// estimated depth first exceeds [`MAX_DEPTH`], if it does. The estimate
-/// never under-counts for a valid document (see [`MAX_DEPTH`]); invalid
-/// TOML is left for the parser to report.
+/// Why the pre-scan refused a text, and at which byte offset.
 ///
 /// Public only for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]
-pub fn depth_prescan(text: &str) -> Option<usize> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prescan {
+    /// The estimated depth first exceeds [`MAX_DEPTH`] here.
+    TooDeep(usize),
+    /// The value count first exceeds [`MAX_VALUES`] here.
+    TooManyValues(usize),
+}
+
+/// Scans `text` without recursion and returns where the estimated depth
+/// first exceeds [`MAX_DEPTH`] or the value count first exceeds
+/// [`MAX_VALUES`], if either does. Neither estimate under-counts for a valid
+/// document; invalid TOML is left for the parser to report.
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn prescan(text: &str) -> Option<Prescan> {
     let bytes = text.as_bytes();
+    // Values counted so far (see MAX_VALUES for what counts).
+    let mut values = 0usize;
+    macro_rules! count {
+        ($n:expr, $at:expr) => {
+            values = values.saturating_add($n);
+            if values > MAX_VALUES {
+                return Some(Prescan::TooManyValues($at));
+            }
+        };
+    }
     let mut i = 0usize;
     let mut stack: Vec<Open> = Vec::new();
     let mut ctx = Ctx::Key;
@@ -500,7 +557,7 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
                         key_started = true;
                         cur = cur.saturating_add(1);
                         if cur > MAX_DEPTH {
-                            return Some(i);
+                            return Some(Prescan::TooDeep(i));
                         }
                     }
                     line_start = false;
@@ -526,6 +583,7 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
                     }
                     i = i.saturating_add(1);
                 }
+                count!(segments, start);
                 if double {
                     seen_array_table = true;
                 }
@@ -535,7 +593,7 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
                     segments
                 };
                 if header_depth > MAX_DEPTH {
-                    return Some(start);
+                    return Some(Prescan::TooDeep(start));
                 }
                 cur = header_depth;
                 line_start = false;
@@ -547,23 +605,26 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
                 continue;
             }
             b'=' if ctx == Ctx::Key => {
+                count!(1, i);
                 ctx = Ctx::Value;
                 key_started = false;
             }
             b'.' if ctx == Ctx::Key => {
+                count!(1, i);
                 cur = cur.saturating_add(1);
                 if cur > MAX_DEPTH {
-                    return Some(i);
+                    return Some(Prescan::TooDeep(i));
                 }
             }
             b'[' if ctx == Ctx::Value => {
+                count!(1, i);
                 stack.push(Open {
                     array: true,
                     base: cur,
                 });
                 cur = cur.saturating_add(1);
                 if cur > MAX_DEPTH {
-                    return Some(i);
+                    return Some(Prescan::TooDeep(i));
                 }
             }
             b'{' if ctx == Ctx::Value => {
@@ -583,6 +644,7 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
             b',' => {
                 if let Some(open) = stack.last() {
                     if open.array {
+                        count!(1, i);
                         cur = open.base.saturating_add(1);
                         ctx = Ctx::Value;
                     } else {
@@ -599,7 +661,7 @@ pub fn depth_prescan(text: &str) -> Option<usize> {
                         key_started = true;
                         cur = cur.saturating_add(1);
                         if cur > MAX_DEPTH {
-                            return Some(i);
+                            return Some(Prescan::TooDeep(i));
                         }
                     }
                 }
@@ -923,6 +985,64 @@ mod tests {
             "[".repeat(500)
         );
         assert!(parse("t", s.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn value_count_limit() {
+        // Keys: exactly the limit passes the pre-scan, one more is refused
+        // at the `=` that went over.
+        let keys: String = (0..MAX_VALUES).map(|i| format!("k{i} = 1\n")).collect();
+        assert_eq!(prescan(&keys), None);
+        let over = format!("{keys}last = 1\n");
+        assert_eq!(
+            prescan(&over),
+            Some(Prescan::TooManyValues(keys.len() + "last ".len()))
+        );
+        let r = err(&over);
+        assert_eq!(r.code, Code::TooLarge);
+        assert_eq!(
+            (r.problems[0].line, r.problems[0].column),
+            (Some(MAX_VALUES + 1), Some(6))
+        );
+        assert!(
+            r.problems[0].message.contains("more than 200000 values"),
+            "{r}"
+        );
+        // Array items: `a = [` counts the key and the first item.
+        let items = |item: &str, n: usize| format!("a = [{}]\n", vec![item; n].join(","));
+        assert_eq!(prescan(&items("1", MAX_VALUES - 1)), None);
+        assert!(matches!(
+            prescan(&items("1", MAX_VALUES)),
+            Some(Prescan::TooManyValues(_))
+        ));
+        // The costly shape: small inline tables count their keys too.
+        let tables = MAX_VALUES / 2 - 1;
+        assert!(parse("t", items("{b=1}", tables).as_bytes()).is_ok());
+        assert!(matches!(
+            prescan(&items("{b=1}", tables + 1)),
+            Some(Prescan::TooManyValues(_))
+        ));
+        // Dotted keys and header segments each count (each may be a table).
+        let dotted: String = (0..MAX_VALUES / 2)
+            .map(|i| format!("t{i}.k = 1\n"))
+            .collect();
+        assert_eq!(prescan(&dotted), None);
+        assert!(matches!(
+            prescan(&format!("{dotted}x = 1\n")),
+            Some(Prescan::TooManyValues(_))
+        ));
+        let headers: String = (0..MAX_VALUES / 2).map(|i| format!("[t{i}]\n")).collect();
+        assert!(matches!(
+            prescan(&format!("{headers}{headers}x = 1\n")),
+            Some(Prescan::TooManyValues(_))
+        ));
+        // Strings and comments do not count.
+        let quoted = format!(
+            "a = \"{}\" # {}\n",
+            "=,[".repeat(MAX_VALUES),
+            ",".repeat(MAX_VALUES)
+        );
+        assert_eq!(prescan(&quoted), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | file size ([`crate::pipeline::Limits::max_file_size`], `--max-file-size`) | 4 MiB | `E_TOO_LARGE`, never read whole |
 //! | nesting depth ([`crate::pipeline::document::MAX_DEPTH`]) | 64 | `E_PARSE` at the first too-deep place |
+//! | values per document ([`crate::pipeline::document::MAX_VALUES`]) | 200,000 | `E_TOO_LARGE` where the count goes over, nothing parsed |
 //! | schema regexes ([`pattern_options`]) | linear-time engine | lookaround/backreference: `E_SCHEMA_INVALID` |
 //! | violations listed ([`crate::pipeline::schema::MAX_PROBLEMS`]) | 100 | the rest counted in one last problem |
 //! | state manifest, documents, blobs ([`crate::persist`]) | 16 MiB, 10,000, 1 GiB in all | the persisted state is ignored (`state_ignored`) |

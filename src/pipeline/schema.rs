@@ -40,6 +40,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
@@ -320,7 +321,12 @@ impl Schema {
             let json: Value = serde_json::from_slice(&bytes).map_err(|_| {
                 Rejection::bare(Code::SchemaInvalid, file_label.clone(), "not JSON")
             })?;
-            closure.push(ClosureFile { rel, bytes, json });
+            closure.push(ClosureFile {
+                rel,
+                bytes,
+                json,
+                stamp: None,
+            });
         }
         let sha256 = closure_hash(&closure);
         compile(schema_dir, name, &root, closure, sha256)
@@ -772,7 +778,6 @@ impl jsonschema::Retrieve for ClosureRetriever {
 
 /// Loads schemas from one directory and keeps each compiled validator for
 /// as long as its closure's bytes do not change (compile once, reuse).
-#[derive(Default)]
 pub struct SchemaCache {
     /// The last compiled schema of each document NAME; reused while the
     /// closure's hash is unchanged.
@@ -780,6 +785,72 @@ pub struct SchemaCache {
     /// The last compile failure of each NAME with the closure hash that
     /// caused it, so unchanged broken bytes are not recompiled every reload.
     failed: HashMap<String, (String, Rejection)>,
+    /// For each compiled NAME, every closure file with its [`Stamp`] taken
+    /// just before it was read; absent when any stamp is too recent to
+    /// trust (see [`RACY`]). What [`SchemaCache::load_trusting_stat`] checks.
+    stamps: HashMap<String, Vec<(String, Stamp)>>,
+    /// How recent a change may be before its stamp is not trusted.
+    racy: Duration,
+    /// How many closures were read from disk (tests check the fast path).
+    reads: u64,
+}
+
+/// A change less than this old may be followed, within one tick of the
+/// file system's clock, by another that leaves size and times the same
+/// (the "racy" case git also guards against): such a stamp is not trusted.
+const RACY: Duration = Duration::from_secs(1);
+
+/// What `stat` (symlinks followed) says about one file: any write,
+/// replacement or retarget of the path changes at least one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of `path` now, if it can be had.
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// Whether the last change is at least `racy` older than `now`.
+    fn settled(&self, now: SystemTime, racy: Duration) -> bool {
+        let newest = self.mtime.max(self.ctime);
+        let Ok(since) = now.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let Ok(secs) = i64::try_from(since.as_secs()) else {
+            return false;
+        };
+        let now = (secs, i64::from(since.subsec_nanos()));
+        let racy_secs = i64::try_from(racy.as_secs()).unwrap_or(i64::MAX);
+        let limit = (
+            now.0.saturating_sub(racy_secs),
+            now.1.saturating_sub(i64::from(racy.subsec_nanos())),
+        );
+        // Normalise a negative nanosecond part.
+        let limit = if limit.1 < 0 {
+            (
+                limit.0.saturating_sub(1),
+                limit.1.saturating_add(1_000_000_000),
+            )
+        } else {
+            limit
+        };
+        newest <= limit
+    }
 }
 
 impl std::fmt::Debug for SchemaCache {
@@ -787,7 +858,20 @@ impl std::fmt::Debug for SchemaCache {
         f.debug_struct("SchemaCache")
             .field("compiled", &self.compiled.len())
             .field("failed", &self.failed.len())
+            .field("stamped", &self.stamps.len())
             .finish()
+    }
+}
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        SchemaCache {
+            compiled: HashMap::new(),
+            failed: HashMap::new(),
+            stamps: HashMap::new(),
+            racy: RACY,
+            reads: 0,
+        }
     }
 }
 
@@ -796,6 +880,8 @@ struct ClosureFile {
     rel: String,
     bytes: Vec<u8>,
     json: Value,
+    /// Its stamp taken just before the read (`None` when not from disk).
+    stamp: Option<Stamp>,
 }
 
 impl SchemaCache {
@@ -814,10 +900,24 @@ impl SchemaCache {
     /// `E_NO_SCHEMA`, the missing `NAME.schema.json`).
     pub fn load(&mut self, schema_dir: &Path, name: &str) -> Result<Arc<Schema>, Rejection> {
         let root = format!("{name}.schema.json");
+        self.reads = self.reads.saturating_add(1);
+        self.stamps.remove(name);
         let closure = read_closure(schema_dir, &root, name)?;
         let sha256 = closure_hash(&closure);
+        let now = SystemTime::now();
+        let stamps: Option<Vec<(String, Stamp)>> = closure
+            .iter()
+            .map(|f| {
+                f.stamp
+                    .filter(|s| s.settled(now, self.racy))
+                    .map(|s| (f.rel.clone(), s))
+            })
+            .collect();
         if let Some(cached) = self.compiled.get(name) {
             if cached.sha256 == sha256 {
+                if let Some(stamps) = stamps {
+                    self.stamps.insert(name.to_string(), stamps);
+                }
                 return Ok(Arc::clone(cached));
             }
         }
@@ -831,6 +931,9 @@ impl SchemaCache {
                 let schema = Arc::new(schema);
                 self.failed.remove(name);
                 self.compiled.insert(name.to_string(), Arc::clone(&schema));
+                if let Some(stamps) = stamps {
+                    self.stamps.insert(name.to_string(), stamps);
+                }
                 Ok(schema)
             }
             Err(rejection) => {
@@ -846,6 +949,38 @@ impl SchemaCache {
     pub fn retain(&mut self, names: &HashSet<String>) {
         self.compiled.retain(|k, _| names.contains(k));
         self.failed.retain(|k, _| names.contains(k));
+        self.stamps.retain(|k, _| names.contains(k));
+    }
+
+    /// [`SchemaCache::load`], except that a compiled schema whose closure
+    /// files all still `stat` (symlinks followed) exactly as they did just
+    /// before they were last read — same device, inode, size, modification
+    /// and change times, the last change older than a second — is returned
+    /// without reading or hashing anything. For implicit reloads, which
+    /// are backed by a periodic full pass that uses [`SchemaCache::load`].
+    ///
+    /// A `$ref` added to the closure needs a write to a closure file, which
+    /// changes that file's stamp, so the closure's file list cannot go
+    /// stale either.
+    pub fn load_trusting_stat(
+        &mut self,
+        schema_dir: &Path,
+        name: &str,
+    ) -> Result<Arc<Schema>, Rejection> {
+        if let (Some(stamps), Some(compiled)) = (self.stamps.get(name), self.compiled.get(name)) {
+            let unchanged = stamps
+                .iter()
+                .all(|(rel, stamp)| Stamp::of(&schema_dir.join(rel)).as_ref() == Some(stamp));
+            if unchanged {
+                return Ok(Arc::clone(compiled));
+            }
+        }
+        self.load(schema_dir, name)
+    }
+
+    /// How many closures this cache has read from disk.
+    pub fn closure_reads(&self) -> u64 {
+        self.reads
     }
 }
 
@@ -913,6 +1048,9 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
                 format!("{file_label} resolves outside the schema directory; not read"),
             ));
         }
+        // Stamped before reading: a change during the read leaves a stamp
+        // that no longer matches, never a matching stamp for stale bytes.
+        let stamp = Stamp::of(&path);
         let bytes = document::read_capped(&canonical, document::DEFAULT_MAX_FILE_SIZE, &file_label)
             .map_err(|mut r| {
                 if r.code != Code::Io {
@@ -952,7 +1090,12 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
                 queue.push((target, Some(rel.clone())));
             }
         }
-        files.push(ClosureFile { rel, bytes, json });
+        files.push(ClosureFile {
+            rel,
+            bytes,
+            json,
+            stamp,
+        });
     }
     // Root first (it was read first), the rest in a stable order.
     if let Some((first, rest)) = files.split_first_mut() {
@@ -1179,6 +1322,71 @@ mod tests {
         );
         let s3 = cache.load(dir.path(), "a").unwrap();
         assert_ne!(s1.sha256, s3.sha256);
+    }
+
+    /// The stat fast path: an unchanged closure is neither read nor hashed;
+    /// a same-size in-place rewrite of a shared `$ref` file (its mtime put
+    /// back) is still seen (the change time moves), and so is a swap; a
+    /// stamp of a change under a second old is never trusted.
+    #[test]
+    fn stat_fast_path_reads_only_changed_closures() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let shared = |t: &str| json!({"$defs": {"p": {"type": t}}});
+        write(d, "c.schema.json", &shared("integer"));
+        for name in ["a", "b"] {
+            write(
+                d,
+                &format!("{name}.schema.json"),
+                &json!({"properties": {"x": {"$ref": "c.schema.json#/$defs/p"}}}),
+            );
+        }
+        write(d, "lone.schema.json", &json!({"type": "object"}));
+        let mut cache = SchemaCache::new();
+        cache.racy = Duration::ZERO;
+        let a1 = cache.load(d, "a").unwrap();
+        let lone1 = cache.load(d, "lone").unwrap();
+        let reads = cache.closure_reads();
+        assert!(Arc::ptr_eq(&a1, &cache.load_trusting_stat(d, "a").unwrap()));
+        assert!(Arc::ptr_eq(
+            &lone1,
+            &cache.load_trusting_stat(d, "lone").unwrap()
+        ));
+        assert_eq!(cache.closure_reads(), reads, "unchanged closures were read");
+
+        // In place, same size, modification time restored: only ctime moves.
+        let c = d.join("c.schema.json");
+        let mtime = std::fs::metadata(&c).unwrap().modified().unwrap();
+        let before = std::fs::read(&c).unwrap();
+        write(d, "c.schema.json", &shared("boolean"));
+        assert_eq!(std::fs::read(&c).unwrap().len(), before.len());
+        std::fs::File::options()
+            .write(true)
+            .open(&c)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let a2 = cache.load_trusting_stat(d, "a").unwrap();
+        assert_ne!(a1.sha256, a2.sha256, "the shared file's change was missed");
+        assert!(Arc::ptr_eq(
+            &lone1,
+            &cache.load_trusting_stat(d, "lone").unwrap()
+        ));
+        assert_eq!(cache.closure_reads(), reads + 1, "only `a` is re-read");
+
+        // Replaced by a rename: a new inode.
+        let tmp = d.join("c.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&shared("string")).unwrap()).unwrap();
+        std::fs::rename(&tmp, &c).unwrap();
+        let a3 = cache.load_trusting_stat(d, "a").unwrap();
+        assert_ne!(a2.sha256, a3.sha256);
+
+        // A recent change is not trusted: every call reads.
+        let mut cautious = SchemaCache::new();
+        cautious.racy = Duration::from_secs(3600);
+        cautious.load(d, "b").unwrap();
+        cautious.load_trusting_stat(d, "b").unwrap();
+        assert_eq!(cautious.closure_reads(), 2);
     }
 
     #[test]

@@ -158,6 +158,8 @@ impl Reloader {
                 logging::document_removed(name, &source);
             }
             logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
+            // Typed handles first: whoever the wake reaches reads the new value.
+            crate::store::handle::fill(self.config.types.sinks(), &snapshot);
             self.writer.wake();
         }
         for o in &self.observers {

@@ -32,7 +32,7 @@ mod plan;
 mod queue;
 mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -334,6 +334,7 @@ impl Reloader {
             schema_dir: &self.config.schema_dir,
             limits: &self.config.limits,
             unsettled: &self.config.unsettled,
+            trust_schema_stat: trigger == Trigger::Watch,
         };
         let found = scan::scan(&sources, &mut self.schemas, explicit);
 
@@ -362,6 +363,7 @@ impl Reloader {
             })
             .collect();
 
+        let pinned: BTreeSet<String> = types.sinks().map(|(n, _)| n.to_string()).collect();
         let mut plan = plan::plan(&plan::Inputs {
             trigger,
             all_or_nothing: self.config.all_or_nothing,
@@ -374,6 +376,7 @@ impl Reloader {
             skipped: &found.skipped,
             vanished: &found.vanished,
             memory: &self.memory,
+            pinned: &pinned,
             config_dir: &self.config.config_dir,
             debounce: self.config.debounce,
             now: Instant::now(),

@@ -74,6 +74,10 @@ pub(super) struct Inputs<'a> {
     pub(super) vanished: &'a [String],
     /// The reloader's memory of every document.
     pub(super) memory: &'a BTreeMap<String, Memory>,
+    /// Documents an embedding program holds a typed handle to: never
+    /// removed, not even by an explicit reload (their last good version
+    /// stays served, their state `missing`).
+    pub(super) pinned: &'a BTreeSet<String>,
     /// Where a document without a known source would be.
     pub(super) config_dir: &'a Path,
     /// How long a file must be absent before an implicit reload reports it.
@@ -206,7 +210,8 @@ pub(super) fn plan(i: &Inputs<'_>) -> Plan {
         .collect();
     for name in absent {
         let served = i.served.documents.contains_key(name);
-        if i.authoritative && blocker.is_none() {
+        let pinned = served && i.pinned.contains(name.as_str());
+        if i.authoritative && blocker.is_none() && !pinned {
             if served {
                 p.removed.push(name.clone());
             } else {
@@ -241,7 +246,10 @@ pub(super) fn plan(i: &Inputs<'_>) -> Plan {
             .or_else(|| i.served.get(name).map(|d| d.source.clone()))
             .unwrap_or_else(|| i.config_dir.join(format!("{name}.toml")));
         let label = pipeline::display_path(&source);
-        let message = if served {
+        let message = if pinned {
+            "the file is gone; its last good version is still served \
+             (the embedding program holds a handle to it: never removed)"
+        } else if served {
             "the file is gone; its last good version is still served \
              (an explicit reload removes it)"
         } else {
@@ -329,6 +337,7 @@ mod tests {
             source: path(name),
             schema_sha256: schema.into(),
             typed: None,
+            bodies: Default::default(),
         })
     }
 
@@ -400,6 +409,7 @@ mod tests {
         skipped: HashSet<String>,
         vanished: Vec<String>,
         memory: BTreeMap<String, Memory>,
+        pinned: BTreeSet<String>,
         debounce: Duration,
         now: Instant,
     }
@@ -427,6 +437,7 @@ mod tests {
                 skipped: HashSet::new(),
                 vanished: Vec::new(),
                 memory: BTreeMap::new(),
+                pinned: BTreeSet::new(),
                 debounce: Duration::from_millis(100),
                 now: Instant::now(),
             }
@@ -463,6 +474,7 @@ mod tests {
                 skipped: &self.skipped,
                 vanished: &self.vanished,
                 memory: &self.memory,
+                pinned: &self.pinned,
                 config_dir: Path::new("configs"),
                 debounce: self.debounce,
                 now: self.now,
@@ -634,6 +646,20 @@ mod tests {
         // Reported once.
         w.status = p.documents;
         assert!(!w.plan().does_something);
+    }
+
+    #[test]
+    fn explicit_reloads_keep_pinned_documents_as_missing() {
+        let mut w = World::serving(&["a", "b"])
+            .list(&["a"])
+            .read(vec![unchanged("a", 1)])
+            .by(Trigger::Signal);
+        w.pinned.insert("b".to_string());
+        let p = w.plan();
+        assert!(p.snapshot.is_none(), "nothing removed, nothing published");
+        assert!(p.removed.is_empty());
+        assert_eq!(p.missing, ["b"]);
+        assert_eq!(p.documents["b"].state, DocState::Missing);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub(super) struct Sources<'a> {
     pub(super) limits: &'a Limits,
     /// Files still being written (skipped by implicit scans).
     pub(super) unsettled: &'a Unsettled,
+    /// Whether a schema closure whose files all `stat` as when last read
+    /// may be reused unread (watch reloads; the poll and explicit reloads
+    /// re-read and hash everything).
+    pub(super) trust_schema_stat: bool,
 }
 
 /// What one scan found.
@@ -98,7 +102,12 @@ pub(super) struct Scan {
 /// Reads one listed document and its schema.
 fn read_one(sources: &Sources<'_>, schemas: &mut SchemaCache, name: &str, path: &Path) -> Scanned {
     let label = pipeline::display_path(path);
-    let schema = schemas.load(sources.schema_dir, name).map_err(|mut r| {
+    let loaded = if sources.trust_schema_stat {
+        schemas.load_trusting_stat(sources.schema_dir, name)
+    } else {
+        schemas.load(sources.schema_dir, name)
+    };
+    let schema = loaded.map_err(|mut r| {
         if r.code == Code::NoSchema {
             // As `check` says it: on the document, which lacks something.
             r.file = label.clone();

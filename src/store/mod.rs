@@ -13,6 +13,7 @@
 //! status. This module does not decide *what* to publish (that is
 //! [`crate::reload`]).
 
+pub mod handle;
 pub mod snapshot;
 pub mod status;
 pub mod typed;
@@ -28,7 +29,7 @@ use std::path::Path;
 
 use crate::pipeline::document;
 use crate::pipeline::schema::Schema;
-use crate::store::snapshot::{ServedDocument, Snapshot};
+use crate::store::snapshot::{Bodies, ServedDocument, Snapshot};
 use crate::store::status::Status;
 
 /// A snapshot and the status that goes with it: what one reload (or one
@@ -290,13 +291,15 @@ pub fn served_document(
     let sha256 = document::sha256_hex(bytes);
     let value = Arc::new(value);
     let has_secrets = schema.has_secrets();
-    let (redacted, redacted_sha256) = if has_secrets {
+    let (redacted, redacted_sha256, bodies) = if has_secrets {
         let r = schema.redact(&value);
         // ok: serializing a `Value` cannot fail (its keys are strings).
         let text = serde_json::to_vec(&r).unwrap_or_default();
-        (Arc::new(r), document::sha256_hex(&text))
+        let hash = document::sha256_hex(&text);
+        // The text just hashed is the redacted body: keep it, not a re-run.
+        (Arc::new(r), hash, Bodies::with_redacted(text))
     } else {
-        (value.clone(), sha256.clone())
+        (value.clone(), sha256.clone(), Bodies::default())
     };
     ServedDocument {
         value,
@@ -309,5 +312,6 @@ pub fn served_document(
         source: path.to_path_buf(),
         schema_sha256: schema.sha256.clone(),
         typed,
+        bodies,
     }
 }

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 /// One served document.
 #[derive(Debug, Clone)]
@@ -39,6 +41,58 @@ pub struct ServedDocument {
     /// the version was accepted. `None` when no type is registered. Read it
     /// with [`ServedDocument::typed`].
     pub typed: Option<crate::store::typed::AnyTyped>,
+    /// The JSON text of `value` and of `redacted`, each made at most once
+    /// for this version and then shared by every response (see
+    /// [`ServedDocument::body`]). `Bodies::default()` when building one.
+    pub bodies: Bodies,
+}
+
+/// The serialized forms of one served version, filled on first use.
+///
+/// A [`Bytes`] clone is a reference-count increment, so N clients reading
+/// (or not reading) one document hold N references to one buffer, and
+/// waking N blocking queries costs N writes, not N serializations.
+#[derive(Debug, Clone, Default)]
+pub struct Bodies {
+    value: OnceLock<Bytes>,
+    redacted: OnceLock<Bytes>,
+}
+
+impl Bodies {
+    /// Bodies whose redacted text is already known (the reloader serializes
+    /// it once to hash it); the value's text is still made on first use.
+    pub fn with_redacted(redacted: Vec<u8>) -> Self {
+        Bodies {
+            value: OnceLock::new(),
+            redacted: OnceLock::from(Bytes::from(redacted)),
+        }
+    }
+}
+
+/// `value` as compact JSON text.
+fn json_bytes(value: &serde_json::Value) -> Bytes {
+    // ok: serializing a `Value` cannot fail (its keys are strings).
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+impl ServedDocument {
+    /// The whole document as JSON text, as a peer may see it: the value for
+    /// a trusted peer (or when there are no secrets), else the redacted
+    /// value. Serialized on the first call for this version; every later
+    /// call returns the same buffer.
+    pub fn body(&self, trusted: bool) -> Bytes {
+        if trusted || !self.has_secrets {
+            self.bodies
+                .value
+                .get_or_init(|| json_bytes(&self.value))
+                .clone()
+        } else {
+            self.bodies
+                .redacted
+                .get_or_init(|| json_bytes(&self.redacted))
+                .clone()
+        }
+    }
 }
 
 /// An immutable, complete view of the served configuration.

@@ -47,6 +47,7 @@ use tokio::sync::watch;
 use crate::pipeline::document::{self, Parsed, Target};
 use crate::pipeline::rejection::{Code, Problem, Rejection};
 use crate::pipeline::schema::{Schema, REDACTED};
+use crate::store::handle::{Handle, SlotSink};
 use crate::store::snapshot::ServedDocument;
 use crate::store::Store;
 
@@ -94,6 +95,9 @@ fn is<T: Send + Sync + 'static>(value: &(dyn Any + Send + Sync)) -> bool {
 pub struct TypeRegistry {
     /// Document name → its type.
     types: BTreeMap<String, Registration>,
+    /// Document name → the slot of its [`Handle`], for names registered
+    /// through [`TypeRegistry::handle`]; the reloader fills them.
+    sinks: BTreeMap<String, Arc<dyn SlotSink>>,
 }
 
 impl std::fmt::Debug for TypeRegistry {
@@ -115,8 +119,10 @@ impl TypeRegistry {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
+        let name = name.into();
+        self.sinks.remove(&name);
         self.types.insert(
-            name.into(),
+            name,
             Registration {
                 type_name: std::any::type_name::<T>(),
                 decode: decode::<T>,
@@ -124,6 +130,26 @@ impl TypeRegistry {
             },
         );
         self
+    }
+
+    /// Registers `T` for document `name` as [`TypeRegistry::register`]
+    /// does, and returns a [`Handle`] to its own slot, which the reloader
+    /// fills with every accepted version (registering the name again
+    /// replaces type and slot: the earlier handle is no longer filled).
+    pub fn handle<T>(&mut self, name: impl Into<String>) -> Handle<T>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let (handle, sink) = Handle::new(&name);
+        self.register::<T>(name.clone());
+        self.sinks.insert(name, sink);
+        handle
+    }
+
+    /// The slots of handles, by document name.
+    pub(crate) fn sinks(&self) -> impl Iterator<Item = (&str, &Arc<dyn SlotSink>)> {
+        self.sinks.iter().map(|(n, s)| (n.as_str(), s))
     }
 
     /// The name of the type registered for document `name`, if any.
