@@ -285,6 +285,31 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     }
 }
 
+/// `NAME` or `NAME/json/pointer` → (NAME, pointer); the pointer keeps its
+/// leading '/' (`""` is the whole document).
+fn split_name_pointer(path: &str) -> (&str, &str) {
+    match path.find('/') {
+        Some(i) => path.split_at(i),
+        None => (path, ""),
+    }
+}
+
+/// The request path's own parsing on untrusted input, for the fuzz targets
+/// in `fuzz/`: the blocking-query parameters of `uri`, and the document name
+/// and JSON pointer of a `/v1/config/NAME/...` path applied to `value`.
+/// Panics only where the parsing broke one of its own promises.
+pub(super) fn fuzz_request(uri: &axum::http::Uri, value: &serde_json::Value) {
+    if let Ok(b) = blocking(Query::<RawBlocking>::try_from_uri(uri)) {
+        assert!(b.wait <= MAX_WAIT, "wait not capped");
+    }
+    if let Some(rest) = uri.path().strip_prefix("/v1/config/") {
+        let (name, pointer) = split_name_pointer(rest);
+        assert!(!name.contains('/'), "name holds a '/'");
+        assert!(pointer.is_empty() || pointer.starts_with('/'));
+        let _ = value.get(name).and_then(|doc| doc.pointer(pointer));
+    }
+}
+
 fn with_headers(mut resp: Response, generation: u64, instance: &str) -> Response {
     let h = resp.headers_mut();
     h.insert(GENERATION_HEADER, HeaderValue::from(generation));
@@ -306,7 +331,7 @@ async fn status(
     let trusted = peer.is_trusted(api.daemon_uid);
     let mut body = views::status(
         api.store.instance(),
-        api.store.started_at(),
+        api.store.uptime(),
         &snapshot,
         &status,
         trusted,
@@ -349,11 +374,7 @@ async fn config_one(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    // `NAME` or `NAME/json/pointer`; the pointer keeps its leading '/'.
-    let (name, pointer) = match path.find('/') {
-        Some(i) => path.split_at(i),
-        None => (path.as_str(), ""),
-    };
+    let (name, pointer) = split_name_pointer(&path);
     let snapshot = wait_for(&api, q, |s, index| document_ready(s, name, index)).await;
     let instance = api.store.instance();
     // 404s carry the generation too (0: not served), so a client can block

@@ -661,7 +661,7 @@ async fn hung_up(fd: RawFd) {
 }
 
 /// Whether a request declares a body larger than `max` bytes.
-fn declares_too_much<B>(req: &Request<B>, max: usize) -> bool {
+pub(super) fn declares_too_much<B>(req: &Request<B>, max: usize) -> bool {
     req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -47,12 +47,11 @@ pub fn visible_value(doc: &ServedDocument, trusted: bool) -> &Value {
 /// `GET /v1/status`.
 pub fn status(
     instance: &str,
-    started_at: SystemTime,
+    uptime: std::time::Duration,
     snapshot: &Snapshot,
     status: &Status,
     trusted: bool,
 ) -> Value {
-    let now = SystemTime::now();
     let names: BTreeSet<&String> = status
         .documents
         .keys()
@@ -66,7 +65,7 @@ pub fn status(
         "instance": instance,
         "generation": snapshot.generation,
         "published_at": if snapshot.generation == 0 { None } else { rfc3339(snapshot.published_at) },
-        "uptime_s": now.duration_since(started_at).map(|d| d.as_secs()).unwrap_or(0),
+        "uptime_s": uptime.as_secs(),
         "ok": status.all_ok(),
         "documents": documents,
         "last_reload": status.last_reload.as_ref().map(last_reload),

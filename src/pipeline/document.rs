@@ -518,8 +518,11 @@ struct Open {
 }
 
 /// Why the pre-scan refused a text, and at which byte offset.
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prescan {
+pub enum Prescan {
     /// The estimated depth first exceeds [`MAX_DEPTH`] here.
     TooDeep(usize),
     /// The value count first exceeds [`MAX_VALUES`] here.
@@ -530,7 +533,10 @@ enum Prescan {
 /// first exceeds [`MAX_DEPTH`] or the value count first exceeds
 /// [`MAX_VALUES`], if either does. Neither estimate under-counts for a valid
 /// document; invalid TOML is left for the parser to report.
-fn prescan(text: &str) -> Option<Prescan> {
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn prescan(text: &str) -> Option<Prescan> {
     let bytes = text.as_bytes();
     // Values counted so far (see MAX_VALUES for what counts).
     let mut values = 0usize;

@@ -1005,9 +1005,18 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         }
         _ => {}
     }
+    // A file that exists but cannot be read is an I/O problem (`E_IO`), not
+    // a bad schema; a `$ref` to a file that does not exist is a bad schema.
+    let io_code = |e: &std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Code::SchemaInvalid
+        } else {
+            Code::Io
+        }
+    };
     let canonical_dir = std::fs::canonicalize(schema_dir).map_err(|e| {
         Rejection::bare(
-            Code::SchemaInvalid,
+            io_code(&e),
             root_label.clone(),
             format!("schema directory: {}", document::io_reason(&e)),
         )
@@ -1023,12 +1032,13 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         let blame = referrer.as_deref().map(|r| label(schema_dir, r));
         let path = schema_dir.join(&rel);
         let canonical = std::fs::canonicalize(&path).map_err(|e| {
-            let at = blame.clone().unwrap_or_else(|| file_label.clone());
-            Rejection::bare(
-                Code::SchemaInvalid,
-                at,
-                format!("{file_label}: {}", document::io_reason(&e)),
-            )
+            let reason = document::io_reason(&e);
+            match &blame {
+                // Blamed on the referrer: name the file that failed.
+                Some(at) => Rejection::bare(io_code(&e), at, format!("{file_label}: {reason}")),
+                // The rejection's file is this one: name it once.
+                None => Rejection::bare(io_code(&e), file_label.clone(), reason),
+            }
         })?;
         if !canonical.starts_with(&canonical_dir) {
             let at = blame.clone().unwrap_or_else(|| file_label.clone());
@@ -1043,7 +1053,9 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         let stamp = Stamp::of(&path);
         let bytes = document::read_capped(&canonical, document::DEFAULT_MAX_FILE_SIZE, &file_label)
             .map_err(|mut r| {
-                r.code = Code::SchemaInvalid;
+                if r.code != Code::Io {
+                    r.code = Code::SchemaInvalid;
+                }
                 r
             })?;
         let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
