@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::client::{self, ClientOptions};
+use crate::control::paths::{self, Role};
 use crate::daemon::{self, LogFormat, Settings};
+use crate::observe::logging;
 use crate::pipeline::{self, Limits};
 
 /// hotconf — hot-reloadable configuration daemon.
@@ -32,8 +35,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the running daemon's status; exit 1 unless every document is ok.
     Status {
-        /// Print the raw API answer.
-        #[arg(long)]
+        /// Output format: `json` prints the raw API answer (the same
+        /// `--format json` as `check` and `plan`).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// The same as `--format json` (kept for existing scripts).
+        #[arg(long, hide = true)]
         json: bool,
         #[command(flatten)]
         client: ClientArgs,
@@ -42,6 +49,10 @@ pub enum Command {
     Get {
         /// `NAME` or `NAME/json/pointer`.
         what: String,
+        /// Print a string value bare, without quotes (numbers and booleans
+        /// as they are, tables and arrays as compact JSON), for scripts.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -65,6 +76,13 @@ pub enum Command {
     /// daemon without applying anything; exit 1 unless every document would
     /// be ok. Without a daemon, runs `check` (no diff is possible then).
     Plan(PlanArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of hotconf and its subcommands.
+    Man,
     /// Print one JSON line per new generation until interrupted.
     Watch {
         /// Only generations that change this document.
@@ -93,7 +111,7 @@ pub struct DirArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub dirs: DirArgs,
-    /// Control socket path (default: see README).
+    /// Control socket path.
     #[arg(long, env = "HOTCONF_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Quiet time after a bare modification before it is read.
@@ -103,12 +121,12 @@ pub struct RunArgs {
     #[arg(long, env = "HOTCONF_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// One rejected document rejects the whole reload.
-    #[arg(long, env = "HOTCONF_ALL_OR_NOTHING")]
+    #[arg(long, env = "HOTCONF_ALL_OR_NOTHING", value_parser = BoolishValueParser::new())]
     pub all_or_nothing: bool,
     /// Do not watch the directories: changes are then found only by the
     /// poll, SIGHUP and the API (filesystems without inotify, such as NFS;
     /// deploys that reload explicitly).
-    #[arg(long, env = "HOTCONF_NO_WATCH")]
+    #[arg(long, env = "HOTCONF_NO_WATCH", value_parser = BoolishValueParser::new())]
     pub no_watch: bool,
     /// Mode of the control socket, octal.
     #[arg(long, env = "HOTCONF_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
@@ -116,14 +134,16 @@ pub struct RunArgs {
     /// Group owning the control socket (name or gid).
     #[arg(long, env = "HOTCONF_SOCKET_GROUP")]
     pub socket_group: Option<String>,
-    /// Also serve /metrics (only) over TCP at ADDR:PORT.
-    #[arg(long, env = "HOTCONF_METRICS_LISTEN")]
+    /// Also serve /metrics and the /-/healthy, /-/ready probes over TCP at
+    /// ADDR:PORT (`:9464` is every interface, `localhost:9464` resolves).
+    #[arg(long, env = "HOTCONF_METRICS_LISTEN", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "HOTCONF_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
-    /// Log level or tracing filter directive.
-    #[arg(long, env = "HOTCONF_LOG_LEVEL", default_value = "info")]
+    /// Log level (off, error, warn, info, debug, trace) or tracing filter
+    /// directives (info,hotconf=debug).
+    #[arg(long, env = "HOTCONF_LOG_LEVEL", default_value = "info", value_parser = logging::parse_log_filter)]
     pub log_level: String,
     /// Persist the last good snapshot here.
     #[arg(long, env = "HOTCONF_STATE_DIR")]
@@ -138,6 +158,15 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_connections: u32,
+    /// Let the daemon be core-dumped and ptrace-attached by its own uid
+    /// (by default it marks itself non-dumpable: a dump would hold every
+    /// secret it serves).
+    #[arg(long, env = "HOTCONF_ALLOW_CORE_DUMPS")]
+    pub allow_core_dumps: bool,
+    /// Serve documents that are symlinks to files owned by a uid other than
+    /// root and the daemon's (refused by default: see README "Security").
+    #[arg(long, env = "HOTCONF_ALLOW_FOREIGN_SYMLINKS")]
+    pub allow_foreign_symlinks: bool,
     /// Outputs file: files rendered from the documents, checked, then
     /// applied (see README "Feeding programs that read files").
     #[arg(long, env = "HOTCONF_OUTPUTS")]
@@ -155,6 +184,18 @@ pub enum LogFormatArg {
     Text,
     /// One JSON object per line.
     Json,
+    /// `<N>`-prefixed lines for the journal, without timestamps (the
+    /// default under systemd, when stderr is the journal).
+    Journald,
+}
+
+/// `--format` values of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// The table.
+    Text,
+    /// The raw `/v1/status` answer.
+    Json,
 }
 
 /// `--format` values of `check`.
@@ -164,6 +205,9 @@ pub enum OutputFormat {
     Text,
     /// A JSON array of problems on stdout.
     Json,
+    /// `FILE:LINE:COL: error: CODE …` lines, as gcc prints them (VS Code's
+    /// `$gcc` problem matcher, Emacs' compilation mode).
+    Gcc,
 }
 
 /// Flags of `hotconf check`.
@@ -174,6 +218,9 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Print nothing on success (and no summary line on failure).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Ask the running daemon instead: the same as `hotconf plan` (what
     /// would change, judged with the daemon's schemas and rules).
     #[arg(long)]
@@ -209,7 +256,7 @@ pub struct PlanArgs {
 /// Flags shared by client subcommands.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Control socket path (default: see README).
+    /// Control socket path.
     #[arg(long, env = "HOTCONF_SOCKET")]
     pub socket: Option<PathBuf>,
 }
@@ -240,10 +287,13 @@ impl RunArgs {
             log_format: match self.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
+                LogFormatArg::Journald => LogFormat::Journald,
             },
             log_level: self.log_level.clone(),
             state_dir: self.state_dir.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            allow_core_dumps: self.allow_core_dumps,
+            allow_foreign_symlinks: self.allow_foreign_symlinks,
             outputs: self.outputs.clone(),
             history: self.history,
         }
@@ -256,6 +306,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use units: 100ms, 30s, 1m)"))
+}
+
+/// Parses a TCP listen address: `ADDR:PORT`, `[V6]:PORT`, `:PORT` (every
+/// interface, as Prometheus's own `--web.listen-address` means it) or
+/// `HOST:PORT` (resolved once, at startup; the first address is used).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    if let Some(port) = t.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: the port is not a number"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    t.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e} (use ADDR:PORT, :PORT or HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Parses an octal file mode (`0660` or `660`), at most `0777`.
@@ -286,9 +357,57 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// The command line parser, with the socket's real default (resolved from
+/// this environment, SPEC §4) in every `--socket` help text.
+pub fn command() -> clap::Command {
+    let daemon = paths::resolve_socket(None, Role::Daemon).path;
+    let client = paths::resolve_socket(None, Role::Client).path;
+    let help = |path: &std::path::Path, order: &str| {
+        format!(
+            "Control socket path [default: {}; in order: {order}]",
+            path.display()
+        )
+    };
+    let daemon_help = help(
+        &daemon,
+        "$RUNTIME_DIRECTORY/hotconf.sock, $XDG_RUNTIME_DIR/hotconf.sock, /tmp/hotconf-$UID/hotconf.sock",
+    );
+    let client_help = help(
+        &client,
+        "$RUNTIME_DIRECTORY/hotconf.sock, /run/hotconf/hotconf.sock if it exists, \
+         $XDG_RUNTIME_DIR/hotconf.sock, /tmp/hotconf-$UID/hotconf.sock",
+    );
+    let mut cmd = Cli::command();
+    for name in ["status", "get", "reload", "watch"] {
+        let h = client_help.clone();
+        cmd = cmd.mut_subcommand(name, |c| c.mut_arg("socket", |a| a.help(h)));
+    }
+    cmd.mut_subcommand("run", |c| c.mut_arg("socket", |a| a.help(daemon_help)))
+}
+
+/// `hotconf help [COMMAND] --help` means what `hotconf help [COMMAND]`
+/// does (clap's `help` subcommand takes no flags of its own).
+fn normalize_help(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "help") {
+        let (head, tail) = args.split_at(2.min(args.len()));
+        let mut kept: Vec<std::ffi::OsString> = head.to_vec();
+        kept.extend(
+            tail.iter()
+                .filter(|a| *a != "--help" && *a != "-h")
+                .cloned(),
+        );
+        args = kept;
+    }
+    args
+}
+
 /// Parses the process arguments and runs the subcommand.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args = normalize_help(std::env::args_os().collect());
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -299,8 +418,28 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => daemon::run(args.settings()),
         Command::Check(args) => check(&args),
-        Command::Status { json, client } => client::status(&client.options(), json),
-        Command::Get { what, client } => client::get(&client.options(), &what),
+        Command::Status {
+            format,
+            json,
+            client,
+        } => client::status(&client.options(), json || format == StatusFormat::Json),
+        Command::Get { what, raw, client } => client::get_value(&client.options(), &what, raw),
+        Command::Completions { shell } => {
+            let mut cmd = command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "hotconf", &mut out);
+            print_bytes(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(command()).render(&mut out) {
+                Ok(()) => print_bytes(&out),
+                Err(e) => {
+                    eprintln!("hotconf man: {e}");
+                    1
+                }
+            }
+        }
         Command::Reload { client } => client::reload(&client.options()),
         Command::History { n, format, client } => {
             client::history::history(&client.options(), n, format == OutputFormat::Json)
@@ -311,6 +450,7 @@ pub fn main() -> ExitCode {
             &args.dirs.schema_dir,
             Limits {
                 max_file_size: args.dirs.max_file_size,
+                ..Limits::default()
             },
             &args.files,
             args.format == OutputFormat::Json,
@@ -320,9 +460,25 @@ pub fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// Writes generated output to stdout; exit 1 if it cannot be written.
+fn print_bytes(bytes: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    i32::from(out.write_all(bytes).and_then(|()| out.flush()).is_err())
+}
+
+/// "1 document", "2 documents".
+fn documents(n: usize) -> String {
+    if n == 1 {
+        "1 document".to_string()
+    } else {
+        format!("{n} documents")
+    }
+}
+
 fn check(args: &CheckArgs) -> i32 {
     let limits = Limits {
         max_file_size: args.dirs.max_file_size,
+        ..Limits::default()
     };
     if args.against_daemon {
         let opts = ClientOptions {
@@ -343,6 +499,14 @@ fn check(args: &CheckArgs) -> i32 {
         &args.files,
         limits,
     );
+    // How many were checked; an unreadable directory is already a rejection.
+    let checked = if args.files.is_empty() {
+        pipeline::list_documents(&args.dirs.config_dir)
+            .map(|d| d.len())
+            .unwrap_or(0)
+    } else {
+        args.files.len()
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match args.format {
@@ -356,12 +520,34 @@ fn check(args: &CheckArgs) -> i32 {
             .iter()
             .flat_map(|r| r.lines())
             .try_for_each(|line| writeln!(out, "{line}")),
+        OutputFormat::Gcc => rejections
+            .iter()
+            .flat_map(|r| r.gcc_lines())
+            .try_for_each(|line| writeln!(out, "{line}")),
     };
     if written.is_err() {
         return 1;
     }
     if !rejections.is_empty() {
+        if !args.quiet {
+            let problems: usize = rejections.iter().map(|r| r.problems.len().max(1)).sum();
+            eprintln!(
+                "hotconf check: {problems} problem(s); {} checked",
+                documents(checked)
+            );
+        }
         return 1;
+    }
+    if checked == 0 {
+        // An empty directory is almost always a wrong --config-dir.
+        eprintln!(
+            "hotconf check: no documents found in {} (expected NAME.toml files)",
+            pipeline::display_path(&args.dirs.config_dir)
+        );
+        return 1;
+    }
+    if !args.quiet {
+        eprintln!("{} ok", documents(checked));
     }
     match &args.outputs {
         Some(file) => check_outputs(file, args, limits),
@@ -431,5 +617,15 @@ mod tests {
         assert_eq!(parse_mode("660"), Ok(0o660));
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("7777").is_err());
+        assert_eq!(
+            parse_listen(":9464"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:1"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
+        assert!(parse_listen("localhost:9464").is_ok_and(|a| a.ip().is_loopback()));
+        assert!(parse_listen(":http").is_err());
     }
 }

@@ -748,9 +748,13 @@ fn cli_refuses_a_socket_served_by_another_user() {
                 .expect("chmod");
         }
     }
+    // A directory anyone may write to: anyone could have planted the socket
+    // (a socket of another uid in a directory only it and root may write
+    // to is believed: tests/trust.rs).
     let run = env.path().join("run");
     std::fs::create_dir(&run).expect("mkdir");
     std::os::unix::fs::chown(&run, Some(65534), Some(65534)).expect("chown");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let socket = run.join("hotconf.sock");
     let mut cmd = Command::new(common::bin());
     let mut args = env.run_args();
@@ -766,7 +770,7 @@ fn cli_refuses_a_socket_served_by_another_user() {
     let d = Daemon::from_command(cmd);
     assert!(d.wait_ready(&socket), "{:#?}", d.stderr_lines());
 
-    // Root's client refuses to believe a daemon run by uid 65534.
+    // Root's client refuses to believe a daemon run by uid 65534 there.
     let o = cli(
         &["status", "--socket", socket.to_str().expect("utf-8")],
         &[],

@@ -216,6 +216,8 @@ fn outcome(accepted: &[&str], rejected: &[&str], generation: u64) -> ReloadOutco
         rejected: rejected.iter().map(|s| s.to_string()).collect(),
         removed: vec![],
         generation,
+        waited: vec![],
+        deferred: vec![],
     }
 }
 
@@ -783,4 +785,32 @@ fn an_oversized_request_head_is_refused_without_harm() {
     );
     assert_eq!(f.get("/v1/status").status, 200);
     assert!(common::wait_until(DEADLINE, || f.connections() == 0));
+}
+
+#[test]
+fn tcp_probes_say_healthy_and_ready_only_after_the_startup_load() {
+    let f = Fixture::new();
+    let addr = f
+        .running
+        .as_ref()
+        .and_then(|r| r.metrics_addr())
+        .expect("metrics addr");
+    // No reload finished yet: not ready. The stand-in reloader is gone
+    // when nothing is prepared: not healthy.
+    let body = tcp_get(addr, "/-/ready");
+    assert!(body.starts_with("HTTP/1.1 503"), "{body}");
+    let body = tcp_get(addr, "/-/healthy");
+    assert!(body.starts_with("HTTP/1.1 503"), "{body}");
+
+    let mut st = ok_status(&["app"]);
+    st.last_reload = Some(outcome(&["app"], &[], 1));
+    f.writer.set_status(st.clone());
+    *f.reloader.next.lock().expect("lock") = Some((None, st, outcome(&[], &[], 1)));
+    let body = tcp_get(addr, "/-/ready");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let body = tcp_get(addr, "/-/healthy");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    // Still nothing else there.
+    let body = tcp_get(addr, "/v1/config/app");
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
 }

@@ -20,5 +20,8 @@ fn check_runs_on_an_empty_env() {
         .arg(&env.schemas)
         .output()
         .expect("run check");
-    assert_eq!(out.status.code(), Some(0), "empty config dir is valid");
+    // Issue 15: an empty config directory is almost always a wrong
+    // --config-dir, so `check` says "no documents found" and exits 1.
+    assert_eq!(out.status.code(), Some(1), "empty config dir is reported");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no documents found"));
 }

@@ -89,6 +89,23 @@ pub fn status(opts: &ClientOptions, json: bool) -> i32 {
 
 /// `hotconf get NAME[/pointer]`: prints the value as pretty JSON.
 pub fn get(opts: &ClientOptions, what: &str) -> i32 {
+    get_value(opts, what, false)
+}
+
+/// The text `hotconf get --raw` prints for `value`: a string bare (no
+/// quotes, no escapes), a number, boolean or null as JSON, an array or
+/// table as compact JSON — what `jq -r` prints, for
+/// `port=$(hotconf get --raw app/server/port)`.
+pub fn raw_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `hotconf get [--raw] NAME[/pointer]`: pretty JSON, or with `raw` the
+/// value as [`raw_text`] prints it.
+pub fn get_value(opts: &ClientOptions, what: &str, raw: bool) -> i32 {
     let conn = Connection::new(opts.socket_path());
     let uri = format!(
         "/v1/config/{}",
@@ -97,8 +114,11 @@ pub fn get(opts: &ClientOptions, what: &str) -> i32 {
     run("get", async move {
         let answer = conn.get(&uri, Some(REQUEST_TIMEOUT)).await?;
         let body = answer.json_ok()?;
-        let text = serde_json::to_string_pretty(&body)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text = if raw {
+            raw_text(&body)
+        } else {
+            serde_json::to_string_pretty(&body).map_err(|e| ClientError::Protocol(e.to_string()))?
+        };
         print(&format!("{text}\n"))?;
         Ok(0)
     })
@@ -140,10 +160,13 @@ pub fn watch(opts: &ClientOptions, name: Option<&str>) -> i32 {
         loop {
             let uri = match &last {
                 None => "/v1/status".to_string(),
+                // The instance makes a restarted daemon answer at once even
+                // when it counts to the same generation again.
                 Some(seen) => format!(
-                    "/v1/status?index={}&wait={}s",
+                    "/v1/status?index={}&wait={}s&instance={}",
                     seen.generation,
-                    WATCH_WAIT.as_secs()
+                    WATCH_WAIT.as_secs(),
+                    transport::encode_path(&seen.instance)
                 ),
             };
             let answer = conn
@@ -585,8 +608,34 @@ fn state_dir_line(sd: &Value) -> Option<String> {
     })
 }
 
-/// The human form of a `POST /v1/reload` answer.
+/// The human form of a `POST /v1/reload` answer. A reload that found the
+/// files as served (the watcher applied or rejected them already) says so
+/// rather than listing three empty sets.
 pub fn render_reload(body: &Value) -> String {
+    let empty = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+    };
+    let not_ok = body
+        .get("not_ok")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty());
+    if empty("accepted") && empty("rejected") && empty("removed") {
+        let mut out = format!(
+            "reload ({}): nothing new to apply; generation {} is served\n",
+            body.get("trigger").and_then(Value::as_str).unwrap_or("api"),
+            body.get("generation").and_then(Value::as_u64).unwrap_or(0),
+        );
+        if let Some(not_ok) = not_ok {
+            out.push_str(&format!(
+                "not ok (their files are unchanged since they were last judged): {}\n",
+                not_ok.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            push_not_ok(&mut out, not_ok);
+        }
+        return out;
+    }
     let mut out = format!(
         "reload ({}): generation {}, {} ms\naccepted: {}\nrejected: {}\nremoved:  {}\n",
         body.get("trigger").and_then(Value::as_str).unwrap_or("api"),
@@ -596,28 +645,29 @@ pub fn render_reload(body: &Value) -> String {
         names(body.get("rejected")),
         names(body.get("removed")),
     );
-    if let Some(not_ok) = body
-        .get("not_ok")
-        .and_then(Value::as_object)
-        .filter(|m| !m.is_empty())
-    {
+    if let Some(not_ok) = not_ok {
         out.push_str("not ok:\n");
-        for (name, d) in not_ok {
-            match d.get("last_error").filter(|e| !e.is_null()) {
-                Some(e) => {
-                    for line in error_lines(e) {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                }
-                None => out.push_str(&format!(
-                    "{name}: {}\n",
-                    d.get("state").and_then(Value::as_str).unwrap_or("?")
-                )),
-            }
-        }
+        push_not_ok(&mut out, not_ok);
     }
     out
+}
+
+/// Every document of `not_ok` with its errors, compiler style.
+fn push_not_ok(out: &mut String, not_ok: &serde_json::Map<String, Value>) {
+    for (name, d) in not_ok {
+        match d.get("last_error").filter(|e| !e.is_null()) {
+            Some(e) => {
+                for line in error_lines(e) {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(&format!(
+                "{name}: {}\n",
+                d.get("state").and_then(Value::as_str).unwrap_or("?")
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

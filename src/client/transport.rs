@@ -1,9 +1,16 @@
 //! One HTTP/1.1 exchange with the daemon over its unix socket (hyper's
 //! client on a tokio `UnixStream`), after checking who serves the socket:
-//! root or our own uid, nobody else — a socket someone else planted must
-//! not be believed.
+//! a socket someone else planted must not be believed.
+//!
+//! Trusted: a socket served by root or by our own uid; or one served by
+//! another uid that owns the socket file, when no directory on the socket's
+//! real path is writable by anyone but root and that uid (as under
+//! `/run/hotconf`: nobody else could have put a socket there). A socket in
+//! a shared directory (`/tmp`, group-writable) served by a third uid is
+//! refused.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -29,17 +36,26 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The socket exists but we may not connect (permissions).
-    #[error("cannot connect to {path}: {source} (is your user in the socket's group?)")]
+    /// The socket, or a directory on the way to it, may not be used by us.
+    #[error(
+        "permission denied on {denied} (connecting to {path}; is your user in the \
+         socket's group, hotconf-readers for the shipped unit?)"
+    )]
     Forbidden {
         /// The socket tried.
         path: PathBuf,
+        /// The first path on the way that refused us (a directory we may
+        /// not search, or the socket itself).
+        denied: PathBuf,
         /// Why connecting failed.
         #[source]
         source: std::io::Error,
     },
     /// The socket is served by a user we do not trust.
-    #[error("refusing {path}: it is served by uid {uid}, neither root nor us (uid {own})")]
+    #[error(
+        "refusing {path}: it is served by uid {uid}, neither root nor us (uid {own}), \
+         and {why}"
+    )]
     Untrusted {
         /// The socket.
         path: PathBuf,
@@ -47,6 +63,8 @@ pub enum ClientError {
         uid: u32,
         /// Our uid.
         own: u32,
+        /// Why its location does not rule out planting.
+        why: String,
     },
     /// The exchange broke or the answer is not what the API sends.
     #[error("{0}")]
@@ -153,7 +171,12 @@ impl Connection {
         let stream = UnixStream::connect(&self.path).await.map_err(|source| {
             let path = self.path.clone();
             if source.kind() == std::io::ErrorKind::PermissionDenied {
-                ClientError::Forbidden { path, source }
+                let denied = first_denied(&path);
+                ClientError::Forbidden {
+                    path,
+                    denied,
+                    source,
+                }
             } else {
                 ClientError::NotRunning { path, source }
             }
@@ -163,11 +186,14 @@ impl Connection {
             ClientError::Protocol(format!("cannot read the server's credentials: {e}"))
         })?;
         if cred.uid() != 0 && cred.uid() != own {
-            return Err(ClientError::Untrusted {
-                path: self.path.clone(),
-                uid: cred.uid(),
-                own,
-            });
+            if let Err(why) = unplantable(&self.path, cred.uid()) {
+                return Err(ClientError::Untrusted {
+                    path: self.path.clone(),
+                    uid: cred.uid(),
+                    own,
+                    why,
+                });
+            }
         }
         let broken = |e: hyper::Error| {
             ClientError::Protocol(format!("talking to {}: {e}", self.path.display()))
@@ -196,6 +222,61 @@ impl Connection {
         driver.abort();
         Ok(Answer { status, body })
     }
+}
+
+/// The first path on the way to `socket` we may not use: the directory
+/// whose entries we cannot look up, or the socket itself.
+fn first_denied(socket: &Path) -> PathBuf {
+    let mut ancestors: Vec<&Path> = socket.ancestors().collect();
+    ancestors.reverse();
+    for p in ancestors {
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                // Looking `p` up failed: its parent is the one we cannot search.
+                return p.parent().unwrap_or(p).to_path_buf();
+            }
+        }
+    }
+    socket.to_path_buf()
+}
+
+/// Ok when nobody but root and `server` could have created the socket at
+/// `socket`: the socket file is `server`'s, and no directory on its real
+/// path is writable by another uid (owner root or `server`, no group or
+/// world write). A sticky directory (`/tmp`) may be writable by all when it
+/// is not the socket's own directory: the sticky bit keeps others from
+/// replacing the root's or `server`'s entry in it. Otherwise why not, for
+/// the message.
+fn unplantable(socket: &Path, server: u32) -> Result<(), String> {
+    let real = std::fs::canonicalize(socket)
+        .map_err(|e| format!("its real path cannot be checked ({e})"))?;
+    let meta = std::fs::symlink_metadata(&real)
+        .map_err(|e| format!("{} cannot be checked ({e})", real.display()))?;
+    if meta.uid() != server {
+        return Err(format!(
+            "the socket file is owned by uid {}, not the uid serving it",
+            meta.uid()
+        ));
+    }
+    for (depth, dir) in real.ancestors().skip(1).enumerate() {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("{} cannot be checked ({e})", dir.display()))?;
+        if meta.uid() != 0 && meta.uid() != server {
+            return Err(format!(
+                "{} belongs to uid {}, who could have planted it",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && (depth == 0 || !sticky) {
+            return Err(format!(
+                "{} is writable by other users, who could have planted it",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Percent-encodes a path (`NAME/json/pointer`) for a request URI: keeps

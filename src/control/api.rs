@@ -78,6 +78,8 @@ pub(crate) struct Api {
     pub shutdown: watch::Receiver<bool>,
     /// Blocking queries waiting right now (see [`super::Running::waiting_queries`]).
     pub waiting: Arc<AtomicUsize>,
+    /// Rate limit of the `reload_forbidden` warning, per uid.
+    pub reload_refusals: super::refusals::RefusalLog,
 }
 
 /// Counts one parked blocking query for as long as it lives, however it
@@ -115,10 +117,13 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// `/metrics` alone, for `--metrics-listen`.
+/// `/metrics` and the probes `/-/healthy`, `/-/ready` (as Prometheus
+/// names them), for `--metrics-listen`: nothing that reads configuration.
 pub(crate) fn metrics_router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -161,19 +166,23 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// `?index=N&wait=DURATION` as received.
+/// `?index=N&wait=DURATION&instance=ID` as received.
 #[derive(Debug, Default, Deserialize)]
 struct RawBlocking {
     index: Option<String>,
     wait: Option<String>,
+    instance: Option<String>,
 }
 
 /// A parsed blocking query: wait while the watched generation equals
-/// `index`, at most `wait`.
-#[derive(Debug, Clone, Copy)]
+/// `index`, at most `wait`. `instance` is the daemon start the client got
+/// `index` from: generations restart with the daemon, so an index from
+/// another start says nothing about this one and the query answers at once.
+#[derive(Debug, Clone)]
 struct Blocking {
     index: Option<u64>,
     wait: Duration,
+    instance: Option<String>,
 }
 
 fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, ApiError> {
@@ -195,6 +204,7 @@ fn blocking(q: Result<Query<RawBlocking>, QueryRejection>) -> Result<Blocking, A
     Ok(Blocking {
         index,
         wait: wait.min(MAX_WAIT),
+        instance: raw.instance,
     })
 }
 
@@ -235,6 +245,12 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     let Some(index) = q.index else {
         return api.store.load_full();
     };
+    if q.instance
+        .as_deref()
+        .is_some_and(|i| i != api.store.instance())
+    {
+        return api.store.load_full();
+    }
     // ok: `wait` is capped at MAX_WAIT, far from overflowing an Instant.
     let deadline = Instant::now() + q.wait;
     let mut generations = api.store.subscribe();
@@ -269,6 +285,31 @@ async fn wait_for(api: &Api, q: Blocking, ready: impl Fn(&Snapshot, u64) -> bool
     }
 }
 
+/// `NAME` or `NAME/json/pointer` → (NAME, pointer); the pointer keeps its
+/// leading '/' (`""` is the whole document).
+fn split_name_pointer(path: &str) -> (&str, &str) {
+    match path.find('/') {
+        Some(i) => path.split_at(i),
+        None => (path, ""),
+    }
+}
+
+/// The request path's own parsing on untrusted input, for the fuzz targets
+/// in `fuzz/`: the blocking-query parameters of `uri`, and the document name
+/// and JSON pointer of a `/v1/config/NAME/...` path applied to `value`.
+/// Panics only where the parsing broke one of its own promises.
+pub(super) fn fuzz_request(uri: &axum::http::Uri, value: &serde_json::Value) {
+    if let Ok(b) = blocking(Query::<RawBlocking>::try_from_uri(uri)) {
+        assert!(b.wait <= MAX_WAIT, "wait not capped");
+    }
+    if let Some(rest) = uri.path().strip_prefix("/v1/config/") {
+        let (name, pointer) = split_name_pointer(rest);
+        assert!(!name.contains('/'), "name holds a '/'");
+        assert!(pointer.is_empty() || pointer.starts_with('/'));
+        let _ = value.get(name).and_then(|doc| doc.pointer(pointer));
+    }
+}
+
 fn with_headers(mut resp: Response, generation: u64, instance: &str) -> Response {
     let h = resp.headers_mut();
     h.insert(GENERATION_HEADER, HeaderValue::from(generation));
@@ -290,7 +331,7 @@ async fn status(
     let trusted = peer.is_trusted(api.daemon_uid);
     let mut body = views::status(
         api.store.instance(),
-        api.store.started_at(),
+        api.store.uptime(),
         &snapshot,
         &status,
         trusted,
@@ -333,11 +374,7 @@ async fn config_one(
     q: Result<Query<RawBlocking>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = blocking(q)?;
-    // `NAME` or `NAME/json/pointer`; the pointer keeps its leading '/'.
-    let (name, pointer) = match path.find('/') {
-        Some(i) => path.split_at(i),
-        None => (path.as_str(), ""),
-    };
+    let (name, pointer) = split_name_pointer(&path);
     let snapshot = wait_for(&api, q, |s, index| document_ready(s, name, index)).await;
     let instance = api.store.instance();
     // 404s carry the generation too (0: not served), so a client can block
@@ -390,12 +427,16 @@ async fn reload(
     Extension(peer): Extension<Peer>,
 ) -> Result<Response, ApiError> {
     if !peer.is_trusted(api.daemon_uid) {
-        tracing::warn!(
-            event = "reload_forbidden",
-            peer_uid = peer.uid,
-            peer_pid = peer.pid,
-            "refused POST /v1/reload from an untrusted peer"
-        );
+        if let Some(refused) = api.reload_refusals.note(peer.uid) {
+            tracing::warn!(
+                event = "reload_forbidden",
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                refused,
+                "refused POST /v1/reload from an untrusted peer \
+                 (refused counts this uid's refusals since its last such line)"
+            );
+        }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -598,7 +639,38 @@ async fn plan(
     ))
 }
 
-async fn metrics(State(api): Shared) -> Response {
+/// How long `/-/healthy` waits for the reloader.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `/-/healthy`: 200 while the process answers and the reloader finishes
+/// an implicit look (silent when nothing changed) in time; 503 otherwise.
+async fn healthy(State(api): Shared) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, api.reloader.reload(Trigger::Poll)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "hotconf is healthy.\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reloader did not answer in time\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `/-/ready`: 200 once the startup load is done (some reload finished),
+/// 503 before.
+async fn ready(State(api): Shared) -> Response {
+    if api.store.status().last_reload.is_some() {
+        (StatusCode::OK, "hotconf is ready.\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the startup load is not done\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(api): Shared, headers: axum::http::HeaderMap) -> Response {
     let mut text = api.metrics.encode(&api.store);
     if let Some(outputs) = &api.outputs {
         // One exposition: the outputs' families go before the closing EOF.
@@ -606,7 +678,13 @@ async fn metrics(State(api): Shared) -> Response {
             text = format!("{head}{}# EOF\n", outputs.encode_metrics());
         }
     }
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if metrics::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+    } else {
+        let text = metrics::to_text_format(&text);
+        ([(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], text).into_response()
+    }
 }
 
 #[cfg(test)]

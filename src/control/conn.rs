@@ -21,11 +21,12 @@
 //! Shutdown: stop accepting, ask every connection to finish its in-flight
 //! request and close, wait for them up to a bound.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,6 +77,17 @@ impl Limits {
     pub fn untrusted_connections(&self) -> usize {
         let reserved = (self.max_connections / 8).max(1);
         self.max_connections.saturating_sub(reserved).max(1)
+    }
+
+    /// Connection slots one uid other than root and the daemon's may hold:
+    /// an eighth of [`Limits::untrusted_connections`], but never fewer than
+    /// 8 (a client needs a few: a `watch` and some `get`s), so one user
+    /// flooding the socket leaves the rest to the others. Each connection
+    /// carries at most one request at a time, so this also caps the
+    /// blocking queries one uid can park.
+    pub fn per_uid_connections(&self) -> usize {
+        let untrusted = self.untrusted_connections();
+        (untrusted / 8).max(untrusted.min(8))
     }
 }
 
@@ -155,19 +167,58 @@ impl Accept for TcpListener {
 /// The connection slots of one listener. Every connection holds one of
 /// `all`; a connection of a peer that is not trusted (not root, not the
 /// daemon's uid) also holds one of `untrusted`, which has fewer, so such
-/// peers can never take the last slots.
+/// peers can never take the last slots; and one of its uid's share
+/// ([`Limits::per_uid_connections`]), so one uid cannot take them all.
 #[derive(Debug, Clone)]
 pub(crate) struct Slots {
     /// One permit per open connection, `max_connections` in all.
     pub all: Arc<Semaphore>,
     /// One permit per open connection of an untrusted peer.
     untrusted: Arc<Semaphore>,
+    /// Open connections per untrusted uid (entries removed at zero).
+    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+    /// The most one untrusted uid may hold.
+    per_uid_max: usize,
     /// The daemon's uid: its peers (and root) are trusted.
     daemon_uid: u32,
 }
 
+/// One connection counted against its uid's share; uncounted on drop.
+#[derive(Debug)]
+pub(crate) struct UidSlot {
+    /// The shared counts.
+    counts: Arc<Mutex<HashMap<u32, usize>>>,
+    /// Whose share.
+    uid: u32,
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// What an accepted connection holds until it closes.
-type Held = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+type Held = (
+    OwnedSemaphorePermit,
+    Option<OwnedSemaphorePermit>,
+    Option<UidSlot>,
+);
+
+/// Why [`Slots::take`] refused a connection (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Every slot open to this peer is taken.
+    Full,
+    /// This uid holds its whole share.
+    UidShare,
+}
 
 impl Slots {
     /// Slots for `limits`, trusting root and `daemon_uid`.
@@ -175,21 +226,162 @@ impl Slots {
         Slots {
             all: Arc::new(Semaphore::new(limits.max_connections)),
             untrusted: Arc::new(Semaphore::new(limits.untrusted_connections())),
+            per_uid: Arc::default(),
+            per_uid_max: limits.per_uid_connections(),
             daemon_uid,
         }
     }
 
-    /// A slot for `peer`, or `None` when it must be refused.
-    fn take(&self, peer: &Peer) -> Option<Held> {
-        let own = if peer.is_trusted(self.daemon_uid) {
-            None
+    /// Counts one more connection for `uid`, unless its share is full.
+    fn take_uid(&self, uid: u32) -> Option<UidSlot> {
+        let mut counts = self.per_uid.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(uid).or_insert(0);
+        if *n >= self.per_uid_max {
+            return None;
+        }
+        *n = n.saturating_add(1);
+        Some(UidSlot {
+            counts: self.per_uid.clone(),
+            uid,
+        })
+    }
+
+    /// A slot for `peer`, or why it must be refused.
+    fn take(&self, peer: &Peer) -> Result<Held, Refusal> {
+        let (own, share) = if peer.is_trusted(self.daemon_uid) {
+            (None, None)
         } else {
-            Some(self.untrusted.clone().try_acquire_owned().ok()?)
+            // TCP peers have no uid: the untrusted pool alone bounds them.
+            let share = match peer.uid {
+                Some(uid) => Some(self.take_uid(uid).ok_or(Refusal::UidShare)?),
+                None => None,
+            };
+            let own = self
+                .untrusted
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Refusal::Full)?;
+            (Some(own), share)
         };
-        let all = self.all.clone().try_acquire_owned().ok()?;
-        Some((all, own))
+        let all = self
+            .all
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
+        Ok((all, own, share))
     }
 }
+
+/// The connections of a listener that are idle (waiting for a request),
+/// each with whether it has made a request, the time it became idle and a
+/// way to close it. Used by the `--metrics-listen` loop: when every slot is
+/// taken, a new connection closes one idle connection to take its slot —
+/// one that never made a request if there is any, else the one idle the
+/// longest. So idle TCP peers (anyone who can reach the port) can never
+/// lock a scraper out, and a scraper's keep-alive connection, used at
+/// every scrape, stays open across scrape intervals.
+#[derive(Debug, Default)]
+pub(crate) struct Idle {
+    /// Connection id → (has made a request, idle since, closes it).
+    conns: Mutex<HashMap<u64, IdleEntry>>,
+    /// The next connection id.
+    next: std::sync::atomic::AtomicU64,
+    /// Whether a new connection is waiting for the slot it made room for:
+    /// one at a time, so a flood costs at most one descriptor beyond the
+    /// slots.
+    evicting: std::sync::atomic::AtomicBool,
+    /// Where the evicted connection hands its slot to the one that made
+    /// room (so no other new connection can take it in between).
+    handoff: Mutex<Option<tokio::sync::oneshot::Sender<Held>>>,
+}
+
+/// Ends an eviction (see [`Idle::evicting`]) when dropped.
+struct Evicting(Arc<Idle>);
+
+impl Drop for Evicting {
+    fn drop(&mut self) {
+        self.0
+            .evicting
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Idle {
+    /// A new connection, idle from now; its id and its close signal.
+    fn register(&self) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.insert(id, (false, Instant::now(), close.clone()));
+        (id, close)
+    }
+
+    /// `id` has answered a request and waits for the next one.
+    fn set_idle(&self, id: u64, close: &Arc<tokio::sync::Notify>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.insert(id, (true, Instant::now(), close.clone()));
+    }
+
+    fn set_busy(&self, id: u64) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.remove(&id);
+    }
+
+    /// Closes an idle connection to make room (never-used first, then the
+    /// longest idle), unless an eviction is already under way; the
+    /// eviction ends when the returned guard drops.
+    fn evict(self: &Arc<Self>) -> Option<(Evicting, tokio::sync::oneshot::Receiver<Held>)> {
+        use std::sync::atomic::Ordering;
+        if self
+            .evicting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let guard = Evicting(self.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.handoff.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.evict_oldest().then_some((guard, rx))
+    }
+
+    /// A connection ended: an evicted one hands its slot over to the
+    /// connection that made room; any other just releases it.
+    fn release(idle: Option<&Arc<Idle>>, evicted: bool, permit: Held) {
+        let handoff = idle
+            .filter(|_| evicted)
+            .and_then(|i| i.handoff.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(tx) = handoff {
+            // Err: the newcomer gave up; the slot is simply released.
+            let _ = tx.send(permit);
+        }
+    }
+
+    /// Closes the connection chosen by [`Idle::evict`]; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let victim = conns
+            .iter()
+            .min_by_key(|(_, (served, since, _))| (*served, *since))
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| conns.remove(&id)) {
+            Some((_, _, close)) => {
+                close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One idle connection: has it made a request, since when idle, its close.
+type IdleEntry = (bool, Instant, Arc<tokio::sync::Notify>);
+
+/// How long a connection on `--metrics-listen` may wait for its next
+/// request once it has made one: longer than any common scrape interval,
+/// so a scraper's keep-alive connection is reused (the slot it holds is
+/// the first to go if the port is full, see [`Idle`]).
+pub const METRICS_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
 /// Rate-limited warning about refused connections: one line when the limit
 /// is first hit, then at most one every [`LimitLog::EVERY`] with the count
@@ -207,7 +399,7 @@ impl LimitLog {
     const EVERY: Duration = Duration::from_secs(10);
 
     /// Notes one refused connection of `peer`, warning if it is time.
-    fn refused(&mut self, peer: &Peer, limits: &Limits) {
+    fn refused(&mut self, peer: &Peer, limits: &Limits, why: Refusal) {
         self.refused = self.refused.saturating_add(1);
         let now = Instant::now();
         if self
@@ -220,6 +412,8 @@ impl LimitLog {
             event = "connection_limit_reached",
             limit = limits.max_connections,
             untrusted_limit = limits.untrusted_connections(),
+            per_uid_limit = limits.per_uid_connections(),
+            uid_share_full = why == Refusal::UidShare,
             refused = self.refused,
             peer_uid = peer.uid,
             peer_pid = peer.pid,
@@ -238,6 +432,7 @@ pub(crate) async fn serve<A: Accept>(
     router: Router,
     limits: Limits,
     slots: Slots,
+    idle: Option<Arc<Idle>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut limit_log = LimitLog::default();
@@ -256,16 +451,43 @@ pub(crate) async fn serve<A: Accept>(
                 continue;
             }
         };
-        let Some(permit) = slots.take(&peer) else {
-            limit_log.refused(&peer, &limits);
-            drop(io);
-            continue;
-        };
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let permit = match slots.take(&peer) {
+            Ok(p) => p,
+            Err(why) => {
+                // Metrics: make room by closing the longest-idle connection,
+                // then take its slot once it is released.
+                let eviction = idle
+                    .as_ref()
+                    .and_then(|i| i.evict().map(|(g, rx)| (i.clone(), g, rx)));
+                if let Some((idle, evicting, slot)) = eviction {
+                    tokio::spawn(async move {
+                        let handed = tokio::time::timeout(EVICTION_WAIT, slot).await;
+                        drop(evicting);
+                        let Ok(Ok(permit)) = handed else {
+                            return;
+                        };
+                        let conn = Some((idle.clone(), idle.register()));
+                        let evicted =
+                            serve_connection(io, peer, router, limits, conn, shutdown).await;
+                        Idle::release(Some(&idle), evicted, permit);
+                    });
+                    continue;
+                }
+                limit_log.refused(&peer, &limits, why);
+                drop(io);
+                continue;
+            }
+        };
+        let conn = idle.clone().map(|i| {
+            let r = i.register();
+            (i, r)
+        });
+        let idle = idle.clone();
         tokio::spawn(async move {
-            serve_connection(io, peer, router, limits, shutdown).await;
-            drop(permit);
+            let evicted = serve_connection(io, peer, router, limits, conn, shutdown).await;
+            Idle::release(idle.as_ref(), evicted, permit);
         });
     }
     // Every connection holds a permit: all returned means all finished.
@@ -276,42 +498,97 @@ pub(crate) async fn serve<A: Accept>(
     }
 }
 
+/// A connection tracked in an [`Idle`] set: the set, its id, its close signal.
+type Tracked = (Arc<Idle>, (u64, Arc<tokio::sync::Notify>));
+
+/// How long a connection that made room (see [`Idle`]) waits for the slot.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 async fn serve_connection<I>(
     io: I,
     peer: Peer,
     router: Router,
     limits: Limits,
+    tracked: Option<Tracked>,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> bool
+where
     I: Stream,
 {
     let io = Arc::new(io);
     let probe = io.clone();
     let max_body = limits.max_body_bytes;
+    let served_one = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let close = tracked.as_ref().map(|(_, (_, c))| c.clone());
+    let track = tracked.clone();
+    let seen = served_one.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer);
         let too_large = declares_too_much(&req, max_body);
         let router = router.clone();
+        let track = track.clone();
+        seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some((idle, (id, _))) = &track {
+            idle.set_busy(*id);
+        }
         async move {
-            if too_large {
-                return Ok(payload_too_large(max_body));
+            let resp = if too_large {
+                Ok(payload_too_large(max_body))
+            } else {
+                router
+                    .oneshot(req.map(|body| Limited::new(body, max_body)))
+                    .await
+            };
+            if let Some((idle, (id, close))) = &track {
+                idle.set_idle(*id, close);
             }
-            router
-                .oneshot(req.map(|body| Limited::new(body, max_body)))
-                .await
+            resp
         }
     });
+    // A tracked (metrics) connection may idle between requests up to
+    // METRICS_KEEP_ALIVE; its first request must still come within the
+    // header-read timeout (checked below).
+    let idle_timeout = if tracked.is_some() {
+        METRICS_KEEP_ALIVE.max(limits.header_read_timeout)
+    } else {
+        limits.header_read_timeout
+    };
+    let first_request = async {
+        if tracked.is_none() {
+            return std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(limits.header_read_timeout).await;
+        if served_one.load(std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    let evicted = async {
+        match &close {
+            Some(c) => c.notified().await,
+            None => std::future::pending::<()>().await,
+        }
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(idle_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_header_size(limits.max_header_bytes)
+        // Queue the answer's buffers as they are (vectored writes) instead
+        // of copying them into a per-connection buffer: a peer that stops
+        // reading then holds a reference to the body, never a copy of it.
+        .writev(true)
         .keep_alive(true)
         .serve_connection(
             TokioIo::new(SendTimeout::new(Shared(io), limits.send_timeout)),
             service,
         );
+    // However it ends, a tracked connection stops being an eviction candidate.
+    let _gone = tracked
+        .as_ref()
+        .map(|(idle, (id, _))| Gone(idle.clone(), *id));
     tokio::pin!(conn);
+    tokio::pin!(first_request);
+    tokio::pin!(evicted);
     tokio::select! {
         res = conn.as_mut() => {
             if let Err(e) = res {
@@ -325,10 +602,27 @@ async fn serve_connection<I>(
                 "control socket: the client hung up; request abandoned"
             );
         }
+        () = &mut first_request => {
+            tracing::debug!("metrics: no request within the header-read timeout; closed");
+        }
+        () = &mut evicted => {
+            tracing::debug!("metrics: idle the longest while the port was full; closed");
+            return true;
+        }
         _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+    false
+}
+
+/// Removes a tracked connection from its [`Idle`] set when dropped.
+struct Gone(Arc<Idle>, u64);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.set_busy(self.1);
     }
 }
 
@@ -471,7 +765,7 @@ impl<S: Stream> AsyncWrite for Shared<S> {
 }
 
 /// Whether a request declares a body larger than `max` bytes.
-fn declares_too_much<B>(req: &Request<B>, max: usize) -> bool {
+pub(super) fn declares_too_much<B>(req: &Request<B>, max: usize) -> bool {
     req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -623,12 +917,37 @@ mod tests {
             ..other
         };
         let first = slots.take(&other).expect("first untrusted");
-        assert!(slots.take(&other).is_none(), "the last slot is kept");
-        assert!(slots.take(&Peer::UNKNOWN).is_none());
+        assert!(slots.take(&other).is_err(), "the last slot is kept");
+        assert!(slots.take(&Peer::UNKNOWN).is_err());
         let second = slots.take(&own).expect("trusted gets the kept slot");
-        assert!(slots.take(&own).is_none(), "full");
+        assert!(slots.take(&own).is_err(), "full");
         drop((first, second));
-        assert!(slots.take(&other).is_some());
+        assert!(slots.take(&other).is_ok());
+    }
+
+    #[test]
+    fn one_uid_holds_at_most_its_share() {
+        let limits = Limits {
+            max_connections: 800,
+            ..Limits::default()
+        };
+        assert_eq!(limits.untrusted_connections(), 700);
+        assert_eq!(limits.per_uid_connections(), 87);
+        assert_eq!(Limits::default().per_uid_connections(), 448);
+        let slots = Slots::new(&limits, 1000);
+        let peer = |uid| Peer {
+            uid: Some(uid),
+            gid: None,
+            pid: None,
+        };
+        let a: Vec<_> = (0..87).map(|_| slots.take(&peer(5)).expect("a")).collect();
+        assert_eq!(slots.take(&peer(5)).err(), Some(Refusal::UidShare));
+        let b = slots.take(&peer(6)).expect("another uid is still served");
+        assert!(slots.take(&peer(1000)).is_ok(), "trusted");
+        drop(a);
+        assert!(slots.take(&peer(5)).is_ok(), "share returned on close");
+        drop(b);
+        assert!(slots.per_uid.lock().expect("lock").len() <= 1);
     }
 
     #[test]

@@ -20,13 +20,15 @@
 mod api;
 mod conn;
 pub mod paths;
+mod refusals;
 pub mod socket;
 pub mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -48,6 +50,11 @@ use crate::store::Store;
 /// than the socket — from using descriptors the reloader needs (they come
 /// out of [`crate::daemon::rlimit::RESERVED_FDS`]).
 pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
+/// How often the daemon checks that its socket is still at its path: a
+/// removed socket (or socket directory) is otherwise invisible, since the
+/// listening descriptor keeps working for nobody.
+pub const SOCKET_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything needed to bind the control socket and the metrics port.
 #[derive(Debug, Clone)]
@@ -98,6 +105,8 @@ pub struct Server {
     metrics: Option<std::net::TcpListener>,
     /// Connection limits for both listeners.
     limits: Limits,
+    /// How the socket was claimed, to claim it again if it is removed.
+    socket_opts: SocketOptions,
 }
 
 impl Server {
@@ -116,6 +125,7 @@ impl Server {
             file,
             metrics,
             limits: opts.limits,
+            socket_opts: opts.socket.clone(),
         })
     }
 
@@ -147,19 +157,32 @@ impl Server {
             daemon_uid,
             shutdown: stopped.clone(),
             waiting: waiting.clone(),
+            reload_refusals: refusals::RefusalLog::default(),
         });
         let limit = self.limits.max_connections;
         let slots = conn::Slots::new(&self.limits, daemon_uid);
         let permits = slots.all.clone();
         self.listener.set_nonblocking(true)?;
         let unix = tokio::net::UnixListener::from_std(self.listener)?;
-        let mut tasks = vec![tokio::spawn(conn::serve(
-            unix,
-            api::router(api.clone()),
-            self.limits,
-            slots,
-            stopped.clone(),
-        ))];
+        let file = Arc::new(Mutex::new(Some(self.file)));
+        let mut tasks = vec![
+            tokio::spawn(conn::serve(
+                unix,
+                api::router(api.clone()),
+                self.limits,
+                slots.clone(),
+                None,
+                stopped.clone(),
+            )),
+            tokio::spawn(keep_socket(
+                self.socket_opts,
+                file.clone(),
+                api::router(api.clone()),
+                self.limits,
+                slots,
+                stopped.clone(),
+            )),
+        ];
         if let Some(tcp) = self.metrics {
             tcp.set_nonblocking(true)?;
             let tcp = tokio::net::TcpListener::from_std(tcp)?;
@@ -172,6 +195,7 @@ impl Server {
                 api::metrics_router(api),
                 limits,
                 conn::Slots::new(&limits, daemon_uid),
+                Some(Arc::new(conn::Idle::default())),
                 stopped,
             )));
         }
@@ -186,7 +210,7 @@ impl Server {
             permits,
             limit,
             waiting,
-            file: self.file,
+            file,
             socket_path,
             metrics_addr,
         })
@@ -208,8 +232,9 @@ pub struct Running {
     limit: usize,
     /// Blocking queries parked right now.
     waiting: Arc<AtomicUsize>,
-    /// The socket file, removed at shutdown.
-    file: SocketFile,
+    /// The socket file (replaced when it is recreated), removed at
+    /// shutdown.
+    file: Arc<Mutex<Option<SocketFile>>>,
     /// Where the socket is.
     socket_path: PathBuf,
     /// Where `/metrics` is served over TCP.
@@ -241,10 +266,121 @@ impl Running {
     /// accepting, lets in-flight requests finish — bounded by
     /// [`Limits::drain_timeout`] — and returns when everything is closed.
     pub async fn shutdown(self) {
-        drop(self.file);
+        if let Ok(mut file) = self.file.lock() {
+            drop(file.take());
+        }
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// Watches the socket's path every [`SOCKET_CHECK_EVERY`]: when our socket
+/// is gone (the file removed or replaced, or its directory deleted) it says
+/// so loudly once (ERROR `socket_lost`), and as soon as the directory exists
+/// again it claims the path anew (same mode and group) and serves it too
+/// (WARN `socket_restored`). A missing directory is not created: it may be
+/// gone on purpose (systemd's `RuntimeDirectory=` at stop), and creating
+/// directories elsewhere is the operator's call.
+async fn keep_socket(
+    opts: SocketOptions,
+    file: Arc<Mutex<Option<SocketFile>>>,
+    router: axum::Router,
+    limits: Limits,
+    slots: conn::Slots,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let path = opts.path.display().to_string();
+    let mut lost = false;
+    let mut last_failure: Option<String> = None;
+    let mut loops: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SOCKET_CHECK_EVERY) => {}
+            _ = stopped.wait_for(|stop| *stop) => break,
+        }
+        let in_place = file
+            .lock()
+            .map(|f| f.as_ref().is_some_and(SocketFile::in_place))
+            .unwrap_or(true);
+        if in_place {
+            continue;
+        }
+        if !lost {
+            lost = true;
+            tracing::error!(
+                event = "socket_lost",
+                socket = %path,
+                "control socket {path} is gone (removed, replaced, or its directory deleted): \
+                 new clients cannot connect; it is recreated as soon as its directory exists"
+            );
+        }
+        if !opts.path.parent().is_some_and(Path::is_dir) {
+            continue;
+        }
+        let claimed = socket::claim(&opts)
+            .map_err(|e| e.to_string())
+            .and_then(|(l, f)| {
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let l = tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?;
+                Ok((l, f))
+            });
+        match claimed {
+            Ok((listener, new_file)) => {
+                loops.push(tokio::spawn(conn::serve(
+                    listener,
+                    router.clone(),
+                    limits,
+                    slots.clone(),
+                    None,
+                    stopped.clone(),
+                )));
+                // The old file's drop leaves the new socket alone (it checks
+                // the inode).
+                if let Ok(mut f) = file.lock() {
+                    *f = Some(new_file);
+                }
+                lost = false;
+                last_failure = None;
+                tracing::warn!(
+                    event = "socket_restored",
+                    socket = %path,
+                    "control socket {path} recreated; clients can connect again"
+                );
+            }
+            Err(e) => {
+                if last_failure.as_deref() != Some(e.as_str()) {
+                    tracing::error!(
+                        event = "socket_lost",
+                        socket = %path,
+                        reason = %e,
+                        "control socket {path} cannot be recreated yet: {e}"
+                    );
+                    last_failure = Some(e);
+                }
+            }
+        }
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+/// Runs the request path's hand-written parsing on one untrusted request
+/// (target, then `Content-Length` value) and checks its promises; for the
+/// fuzz targets in `fuzz/`, not part of the API.
+#[doc(hidden)]
+pub fn fuzz_request(target: &[u8], content_length: &[u8], value: &serde_json::Value) {
+    if let Ok(uri) = axum::http::Uri::try_from(target) {
+        api::fuzz_request(&uri, value);
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_bytes(content_length) {
+        if let Ok(req) = axum::http::Request::builder()
+            .header(axum::http::header::CONTENT_LENGTH, v)
+            .body(())
+        {
+            let _ = conn::declares_too_much(&req, 64 * 1024);
         }
     }
 }

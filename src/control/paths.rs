@@ -76,8 +76,19 @@ pub fn resolve_socket(explicit: Option<&Path>, role: Role) -> SocketPath {
         role,
         |k| std::env::var_os(k),
         current_uid(),
-        |p| p.exists(),
+        present,
     )
+}
+
+/// Whether `path` exists, or might: a path we may not even look at (a
+/// directory on the way we cannot search) counts as present, so the client
+/// reports "permission denied on …" there instead of falling back to a
+/// path where no daemon runs.
+fn present(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() == io::ErrorKind::PermissionDenied,
+    }
 }
 
 /// [`resolve_socket`] with the environment, uid and file-existence test

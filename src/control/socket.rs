@@ -71,6 +71,12 @@ impl SocketFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether our socket is still at its path (not removed, not replaced,
+    /// its directory not deleted).
+    pub fn in_place(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
 }
 
 impl Drop for SocketFile {

@@ -47,12 +47,11 @@ pub fn visible_value(doc: &ServedDocument, trusted: bool) -> &Value {
 /// `GET /v1/status`.
 pub fn status(
     instance: &str,
-    started_at: SystemTime,
+    uptime: std::time::Duration,
     snapshot: &Snapshot,
     status: &Status,
     trusted: bool,
 ) -> Value {
-    let now = SystemTime::now();
     let names: BTreeSet<&String> = status
         .documents
         .keys()
@@ -66,7 +65,7 @@ pub fn status(
         "instance": instance,
         "generation": snapshot.generation,
         "published_at": if snapshot.generation == 0 { None } else { rfc3339(snapshot.published_at) },
-        "uptime_s": now.duration_since(started_at).map(|d| d.as_secs()).unwrap_or(0),
+        "uptime_s": uptime.as_secs(),
         "ok": status.all_ok(),
         "documents": documents,
         "last_reload": status.last_reload.as_ref().map(last_reload),
@@ -74,6 +73,7 @@ pub fn status(
             "reloads": status.counters.reloads,
             "rejections": status.counters.rejections,
         },
+        "warnings": status.warnings,
         "watch": {
             "ok": status.watch_degraded.is_none(),
             "degraded_reason": status.watch_degraded,
@@ -100,8 +100,10 @@ fn document(name: &str, snapshot: &Snapshot, status: &Status, trusted: bool) -> 
     let source = served
         .map(|d| d.source.display().to_string())
         .or_else(|| st.map(|s| s.source.display().to_string()));
-    // The rejected candidate's hash is as sensitive as a source hash.
-    let may_see_candidate_hash = trusted || served.is_some_and(|d| !d.has_secrets);
+    // The rejected candidate's hash is as sensitive as a source hash, and
+    // the candidate may hold secrets the served version does not (a field
+    // made `writeOnly`, a new secret): only trusted peers see it.
+    let may_see_candidate_hash = trusted;
     json!({
         "state": state.as_str(),
         "generation": served.map(|d| d.generation),
@@ -148,6 +150,8 @@ pub fn last_reload(o: &ReloadOutcome) -> Value {
         "accepted": o.accepted,
         "rejected": o.rejected,
         "removed": o.removed,
+        "waited_for": o.waited,
+        "deferred": o.deferred,
     })
 }
 

@@ -13,6 +13,7 @@
 
 mod probe;
 pub mod rlimit;
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,10 @@ pub struct Settings {
     pub outputs: Option<PathBuf>,
     /// How many reloads `GET /v1/history` remembers (`--history`).
     pub history: usize,
+    /// Stay dumpable (core dumps, ptrace by the same uid); off by default.
+    pub allow_core_dumps: bool,
+    /// Serve document symlinks whose target belongs to another uid.
+    pub allow_foreign_symlinks: bool,
 }
 
 /// Tells long-running components (control socket, watcher) that the daemon
@@ -168,7 +173,8 @@ impl Daemon {
                 .poll_interval(settings.poll_interval)
                 .debounce(settings.debounce)
                 .all_or_nothing(settings.all_or_nothing)
-                .limits(config_limits(&settings));
+                .limits(config_limits(&settings))
+                .warnings(directory_warnings(&settings));
         if let Some(dir) = &settings.state_dir {
             builder = builder.state_dir(dir.clone());
         }
@@ -293,6 +299,7 @@ impl Daemon {
 fn config_limits(settings: &Settings) -> Limits {
     Limits {
         max_file_size: settings.max_file_size,
+        allow_foreign_symlinks: settings.allow_foreign_symlinks,
     }
 }
 
@@ -309,6 +316,11 @@ pub fn run(settings: Settings) -> i32 {
     if let Err(e) = logging::init(settings.log_format, &settings.log_level) {
         eprintln!("hotconf run: {e}");
         return 2;
+    }
+    if !settings.allow_core_dumps {
+        if let Err(e) = forbid_core_dumps() {
+            tracing::warn!(error = %e, "cannot mark the process non-dumpable");
+        }
     }
     let mut settings = settings;
     settings.max_connections = fit_connections(settings.max_connections);
@@ -329,6 +341,28 @@ pub fn run(settings: Settings) -> i32 {
         }
     };
     runtime.block_on(run_async(settings))
+}
+
+/// Marks the process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump, no
+/// ptrace or `/proc/PID/mem` by other processes of the same uid — each would
+/// expose every secret the daemon holds. Done before any document is read.
+fn forbid_core_dumps() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+}
+
+/// What is unsafe about the config and schema directories (see
+/// [`strict`]), each logged as WARN `unsafe_directory`.
+fn directory_warnings(settings: &Settings) -> Vec<String> {
+    let warnings = strict::directory_warnings(
+        &settings.config_dir,
+        &settings.schema_dir,
+        control::paths::current_uid(),
+    );
+    for w in &warnings {
+        tracing::warn!(event = "unsafe_directory", "{w}");
+    }
+    warnings
 }
 
 /// Raises the open-file limit so that `wanted` connections fit beside the

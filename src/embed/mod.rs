@@ -66,6 +66,8 @@ pub struct Builder {
     /// Observers made from the store's first snapshot, added after
     /// `observers`.
     seeded: Vec<SeededObserver>,
+    /// Startup findings about unsafe directories, put into the status.
+    warnings: Vec<String>,
 }
 
 /// Makes an observer from the snapshot the store starts with.
@@ -162,6 +164,13 @@ impl Builder {
         self
     }
 
+    /// Warnings to show in the status (`warnings`) from the start: what
+    /// `hotconf run` found unsafe about the directories.
+    pub fn warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
     /// Persist the last good snapshot in `dir` and start from it (as
     /// `--state-dir`): with a persisted snapshot, invalid unregistered
     /// documents do not fail the start (they are `error`, their persisted
@@ -253,6 +262,9 @@ impl Builder {
         // only writer, starts. It reads files: off the async workers.
         let (persister, restored) = match &self.state_dir {
             Some(dir) => {
+                // Another user's or a shared state directory could forge
+                // what is served: refused before anything is read.
+                crate::persist::check_state_dir(dir).map_err(StartError::Internal)?;
                 let (dir, config_dir, schema_dir, limits) = (
                     dir.clone(),
                     self.config_dir.clone(),
@@ -265,6 +277,10 @@ impl Builder {
                         .map_err(|e| {
                             StartError::Internal(format!("cannot read the state dir: {e}"))
                         })?;
+                // Two daemons on one state directory would overwrite each other.
+                if let Some(reason) = p.in_use() {
+                    return Err(StartError::Internal(format!("not starting: {reason}")));
+                }
                 (Some(p), r)
             }
             None => (None, None),
@@ -284,11 +300,15 @@ impl Builder {
             all_or_nothing: self.all_or_nothing,
             debounce: self.debounce,
             unsettled: unsettled.clone(),
+            warnings: std::mem::take(&mut self.warnings),
         };
         // The reloader never removes anything when it cannot list the
         // directory; at startup that must be an error, as `check` says.
         let dir = self.config_dir.clone();
-        let listed = blocking(move || pipeline::list_documents(&dir).map(|_| ())).await;
+        let listed = blocking(move || pipeline::list_documents(&dir).map(|d| d.is_empty())).await;
+        if let Ok(Ok(true)) = &listed {
+            logging::no_documents(&self.config_dir);
+        }
         if let Err(e) = listed.and_then(|r| r.map_err(|e| e.to_string())) {
             return Err(StartError::Invalid(vec![Rejection::bare(
                 Code::Io,
@@ -480,6 +500,7 @@ impl Hotconf {
             state_dir: None,
             observers: Vec::new(),
             seeded: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

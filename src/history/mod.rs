@@ -467,6 +467,8 @@ mod tests {
             rejected: vec![],
             removed: vec![],
             generation,
+            waited: vec![],
+            deferred: vec![],
         }
     }
 

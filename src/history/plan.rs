@@ -216,7 +216,8 @@ impl Planner {
             .into_iter()
             .map(|(name, path)| {
                 let label = pipeline::display_path(&path);
-                let bytes = document::read_capped(&path, self.limits.max_file_size, &label);
+                // The daemon's read rule, symlink check included.
+                let bytes = pipeline::read_document(&path, &self.limits, &label);
                 (name, Input { label, bytes })
             })
             .collect();

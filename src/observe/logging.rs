@@ -30,6 +30,101 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// Text lines for the journal: each starts with its syslog priority
+    /// (`<4>` for WARN, sd-daemon(3)) and carries no timestamp (journald
+    /// stamps entries itself). Chosen by itself when stderr is the journal
+    /// (`JOURNAL_STREAM`) and the format is text.
+    Journald,
+}
+
+/// Whether stderr is connected to the journal: `JOURNAL_STREAM` (set by
+/// systemd as `DEVICE:INODE`) names the same file as fd 2 (a child that
+/// inherited the variable but not the stream is not).
+#[cfg(feature = "daemon")]
+pub fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(std::io::stderr()) else {
+        return false;
+    };
+    st.st_dev == dev && st.st_ino == ino
+}
+
+#[cfg(feature = "daemon")]
+/// Wraps an event format with the `<N>` syslog priority prefix that
+/// journald reads from a stream (ERROR 3, WARN 4, INFO 6, DEBUG/TRACE 7).
+struct Priority<F>(F);
+
+#[cfg(feature = "daemon")]
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Priority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// The levels `--log-level` accepts, least to most verbose.
+pub const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `--log-level` value: a level, or comma-separated `tracing`
+/// directives where each one is a level or `TARGET=LEVEL`. A bare word that
+/// is not a level is refused: `tracing` would read it as a target name and
+/// silently log nothing at all (`verbose`, `debugg`).
+#[cfg(feature = "daemon")]
+pub fn parse_log_filter(value: &str) -> Result<String, String> {
+    let valid = || {
+        format!(
+            "valid levels: {}; or directives such as info,hotconf=debug",
+            LEVELS.join(", ")
+        )
+    };
+    let is_level = |l: &str| LEVELS.iter().any(|v| v.eq_ignore_ascii_case(l.trim()));
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(format!("empty log level ({})", valid()));
+    }
+    for d in &directives {
+        let level = match d.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => d,
+        };
+        if !is_level(level) {
+            return Err(format!(
+                "unknown log level {level:?} in {value:?} ({})",
+                valid()
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map_err(|e| format!("invalid log filter {value:?}: {e} ({})", valid()))?;
+    Ok(value.to_string())
 }
 
 /// Installs the global subscriber (the daemon's; an embedding program
@@ -46,7 +141,20 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let format = if format == LogFormat::Text && stderr_is_journal() {
+        LogFormat::Journald
+    } else {
+        format
+    };
     let installed = match format {
+        LogFormat::Journald => builder
+            .with_ansi(false)
+            .event_format(Priority(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_ansi(false),
+            ))
+            .try_init(),
         LogFormat::Json => builder
             .json()
             // Event fields at the top level: `{"event":"startup",...}`.
@@ -71,10 +179,22 @@ pub fn startup(instance: &str, config_dir: &Path, schema_dir: &Path, all_or_noth
         event = "startup",
         version = env!("CARGO_PKG_VERSION"),
         instance,
-        config_dir = %config_dir.display(),
-        schema_dir = %schema_dir.display(),
+        config_dir = %display_path(config_dir),
+        schema_dir = %display_path(schema_dir),
         all_or_nothing,
         "hotconf starting"
+    );
+}
+
+/// `no_documents`: the config directory holds no `NAME.toml` at startup;
+/// the daemon runs (documents may arrive), but this is usually a wrong
+/// `--config-dir`.
+pub fn no_documents(config_dir: &Path) {
+    warn!(
+        event = "no_documents",
+        config_dir = %display_path(config_dir),
+        "no documents found in {} (expected NAME.toml files); serving nothing until some appear",
+        display_path(config_dir)
     );
 }
 
@@ -83,7 +203,9 @@ pub fn shutdown(reason: &str, generation: u64) {
     info!(event = "shutdown", reason, generation, "hotconf stopped");
 }
 
-/// `document_accepted`: a new version of `name` is published.
+/// `document_accepted`: a new version of `name` is published. `sha256` is
+/// the hash untrusted peers see (the redacted one for a document holding
+/// secrets), never a source hash that would let a log reader test guesses.
 pub fn document_accepted(name: &str, source: &Path, generation: u64, sha256: &str) {
     info!(
         event = "document_accepted",
@@ -195,7 +317,7 @@ pub fn reload_panicked() {
 pub fn nothing_changed(trigger: Trigger) {
     debug!(
         event = "nothing_changed",
-        trigger = trigger.as_str(),
+        trigger = trigger.log_name(),
         "no change found"
     );
 }
@@ -291,7 +413,7 @@ impl ReloadObserver for LogObserver {
     fn reload_started(&self, trigger: Trigger) {
         info!(
             event = "reload_started",
-            trigger = trigger.as_str(),
+            trigger = trigger.log_name(),
             "reload started"
         );
     }
@@ -306,11 +428,13 @@ impl ReloadObserver for LogObserver {
         let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
         info!(
             event = "reload_finished",
-            trigger = outcome.trigger.as_str(),
+            trigger = outcome.trigger.log_name(),
             generation = snapshot.generation,
             accepted = %names(&outcome.accepted),
             rejected = %names(&outcome.rejected),
             removed = %names(&outcome.removed),
+            waited_for = %names(&outcome.waited),
+            deferred = %names(&outcome.deferred),
             not_ok = %names(&not_ok),
             ok = not_ok.is_empty(),
             documents = snapshot.documents.len() as u64,

@@ -573,6 +573,8 @@ mod tests {
             rejected: vec![],
             removed: vec![],
             generation: 1,
+            waited: vec![],
+            deferred: vec![],
         }
     }
 

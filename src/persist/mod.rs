@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -288,6 +288,17 @@ impl Persister {
         Some(result)
     }
 
+    /// Why the state directory cannot be used, when another process holds
+    /// its lock (naming that process's pid when known): `hotconf run`
+    /// refuses to start then, since two daemons would overwrite each other.
+    pub fn in_use(&self) -> Option<&str> {
+        self.lock
+            .as_ref()
+            .err()
+            .map(String::as_str)
+            .filter(|e| e.starts_with(IN_USE))
+    }
+
     /// Whether [`Persister::open`] restored a snapshot (the store started
     /// from it).
     pub fn restored(&self) -> bool {
@@ -314,6 +325,11 @@ impl Persister {
             .retain(|name, _| snapshot.documents.contains_key(name));
         let blobs_dir = self.dir.join(BLOBS);
         create_private_dir(&blobs_dir)?;
+        // Never chmod or write through a symlink planted as `blobs`.
+        match std::fs::symlink_metadata(&blobs_dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            _ => return Err(format!("{} is not a directory", blobs_dir.display())),
+        }
         // Blob names are source hashes, which would let whoever can list
         // them test guesses of a weak secret: ours, and private, even if
         // something made the directory looser.
@@ -425,6 +441,7 @@ impl Persister {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             _ => {}
         }
+        regular_file(&path, MANIFEST)?;
         let raw =
             document::read_capped(&path, MAX_MANIFEST_SIZE, MANIFEST).map_err(|r| r.summary())?;
         let manifest: Manifest = serde_json::from_slice(&raw)
@@ -450,6 +467,13 @@ impl Persister {
         }
         if body.generation == 0 {
             return Err(format!("{MANIFEST} names generation 0"));
+        }
+        if body.generation > MAX_GENERATION {
+            return Err(format!(
+                "{MANIFEST} names generation {}, beyond any a daemon reaches \
+                 ({MAX_GENERATION}): forged or corrupt",
+                body.generation
+            ));
         }
         if body.documents.len() > MAX_DOCUMENTS {
             return Err(format!(
@@ -560,6 +584,7 @@ impl Blobs {
             return Ok(b.clone());
         }
         let label = format!("{BLOBS}/{sha256}");
+        regular_file(&self.dir.join(sha256), &label)?;
         let bytes =
             document::read_capped(&self.dir.join(sha256), max, &label).map_err(|r| r.summary())?;
         if document::sha256_hex(&bytes) != sha256 {
@@ -612,6 +637,80 @@ fn from_ns(ns: u64) -> SystemTime {
         .unwrap_or(UNIX_EPOCH)
 }
 
+/// The highest snapshot generation a state may name. Generations count
+/// publishes one by one from 1; 2^53 − 1 (the largest integer every JSON
+/// client reads exactly) is more than a publish per microsecond for 285
+/// years, so a state beyond it was forged or corrupted — and served, it
+/// would leave no room to count on (blocking queries would never see a
+/// next generation).
+pub const MAX_GENERATION: u64 = (1 << 53) - 1;
+
+/// Why a state directory is not safe to use: it must be a directory owned
+/// by the daemon's uid, writable by nobody else, and hold no symlink where
+/// hotconf keeps its files (`lock`, `blobs`, the manifest). Anything else
+/// would let another user forge the served state or redirect the daemon's
+/// writes; `hotconf run` refuses to start on it (exit 1).
+pub fn check_state_dir(dir: &Path) -> Result<(), String> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        // Created by `Persister::open`, 0700, ours.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect --state-dir {}: {e}", dir.display())),
+    };
+    let own = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() {
+        return Err(format!("--state-dir {} is not a directory", dir.display()));
+    }
+    if meta.uid() != own {
+        return Err(format!(
+            "--state-dir {} is owned by uid {}, not by the daemon's uid {own}: \
+             another user could forge the state it serves (use systemd's StateDirectory= \
+             or chown it)",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "--state-dir {} is writable by other users (mode {:04o}): they could forge \
+             the state it serves (chmod 0700 it)",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    for name in [LOCK, BLOBS, MANIFEST] {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symlink; hotconf never follows one in its state directory \
+                     (remove it)",
+                    path.display()
+                ))
+            }
+            Ok(m) if m.uid() != own => {
+                return Err(format!(
+                    "{} is owned by uid {}, not by the daemon's uid {own} (remove it)",
+                    path.display(),
+                    m.uid()
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `path` is a regular file (not a symlink): what restore
+/// reads from the state directory.
+fn regular_file(path: &Path, label: &str) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(_) => Err(format!("{label} is not a regular file")),
+        Err(e) => Err(format!("cannot read {label}: {e}")),
+    }
+}
+
 /// Creates `dir` (and its parents) 0700 if it does not exist.
 fn create_private_dir(dir: &Path) -> Result<(), String> {
     std::fs::DirBuilder::new()
@@ -630,16 +729,33 @@ fn lock(dir: &Path) -> Result<File, String> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // A symlink planted as `lock` must not make us create a file elsewhere.
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // The holder wrote its pid there (best effort: it may be mid-write).
+        let holder = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .map(|pid| format!("pid {pid}"))
+            .unwrap_or_else(|| e.to_string());
         return Err(format!(
-            "{} is in use by another hotconf ({e}); nothing will be persisted",
+            "{IN_USE} {} is in use by another hotconf ({holder})",
             dir.display()
         ));
     }
+    // Who holds it, for the message of a second daemon.
+    let mut f = &file;
+    let _ = f
+        .set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()));
     Ok(file)
 }
+
+/// Starts the message of a lock held by another process (see
+/// [`Persister::in_use`]).
+const IN_USE: &str = "the state directory";
 
 /// Writes `dir/name` atomically: a temp file in `dir`, written, fsynced,
 /// renamed over `name`. The caller fsyncs `dir` (once for many files).

@@ -96,6 +96,39 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Refuses a document that is a symlink planted by one user to a file of
+/// another (`configs/creds.toml → /root/secret.toml` in a directory others
+/// may write to): the daemon would read, and serve, what its author could
+/// not. A symlink owned by root or by us is followed wherever it points; a
+/// symlink owned by another uid only to a file of that same uid. Not a
+/// symlink: nothing to check.
+pub fn check_symlink(path: &Path, label: &str) -> Result<(), Rejection> {
+    use std::os::unix::fs::MetadataExt;
+    let io_err = |e: std::io::Error| Rejection::bare(Code::Io, label, io_reason(&e));
+    let link = std::fs::symlink_metadata(path).map_err(io_err)?;
+    if !link.file_type().is_symlink() {
+        return Ok(());
+    }
+    let own = rustix::process::geteuid().as_raw();
+    if link.uid() == 0 || link.uid() == own {
+        return Ok(());
+    }
+    let target = std::fs::metadata(path).map_err(io_err)?;
+    if target.uid() == link.uid() {
+        return Ok(());
+    }
+    Err(Rejection::bare(
+        Code::Io,
+        label,
+        format!(
+            "refusing to follow: a symlink owned by uid {} to a file owned by uid {} \
+             (--allow-foreign-symlinks serves it anyway)",
+            link.uid(),
+            target.uid()
+        ),
+    ))
+}
+
 /// Reads a file, refusing (`E_TOO_LARGE`) without reading it whole when it is
 /// larger than `max` bytes. `label` is the file as the operator should see it.
 ///
@@ -489,8 +522,11 @@ struct Open {
 }
 
 /// Why the pre-scan refused a text, and at which byte offset.
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prescan {
+pub enum Prescan {
     /// The estimated depth first exceeds [`MAX_DEPTH`] here.
     TooDeep(usize),
     /// The value count first exceeds [`MAX_VALUES`] here.
@@ -501,7 +537,10 @@ enum Prescan {
 /// first exceeds [`MAX_DEPTH`] or the value count first exceeds
 /// [`MAX_VALUES`], if either does. Neither estimate under-counts for a valid
 /// document; invalid TOML is left for the parser to report.
-fn prescan(text: &str) -> Option<Prescan> {
+///
+/// Public only for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub fn prescan(text: &str) -> Option<Prescan> {
     let bytes = text.as_bytes();
     // Values counted so far (see MAX_VALUES for what counts).
     let mut values = 0usize;

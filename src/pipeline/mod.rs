@@ -19,14 +19,28 @@ use crate::pipeline::schema::{Schema, SchemaCache};
 pub struct Limits {
     /// Files larger than this are rejected (`E_TOO_LARGE`) unread.
     pub max_file_size: u64,
+    /// Follow a document symlink to a file of another owner (see
+    /// [`document::check_symlink`]); off by default.
+    pub allow_foreign_symlinks: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_file_size: document::DEFAULT_MAX_FILE_SIZE,
+            allow_foreign_symlinks: false,
         }
     }
+}
+
+/// Reads the document at `path` as a reload or `check` does: the symlink
+/// rule of [`document::check_symlink`] (unless `limits` allow foreign
+/// symlinks), then at most `limits.max_file_size` bytes.
+pub fn read_document(path: &Path, limits: &Limits, label: &str) -> Result<Vec<u8>, Rejection> {
+    if !limits.allow_foreign_symlinks {
+        document::check_symlink(path, label)?;
+    }
+    document::read_capped(path, limits.max_file_size, label)
 }
 
 /// Parses and validates `bytes` of the document labelled `label` against
@@ -127,7 +141,7 @@ pub fn check(
     for (label, path, name) in targets {
         // Read and parse first, then the schema: a document with a syntax
         // error and a broken schema gets both reported.
-        let bytes = match document::read_capped(&path, limits.max_file_size, &label) {
+        let bytes = match read_document(&path, &limits, &label) {
             Ok(bytes) => bytes,
             Err(r) => {
                 rejections.push(r);

@@ -176,6 +176,31 @@ impl Rejection {
         }
     }
 
+    /// One line per problem in gcc's diagnostic form, which editors' problem
+    /// matchers parse (VS Code `$gcc`, Emacs, vim): `FILE:LINE:COL: error:
+    /// CODE POINTER: message`, or `FILE: error: CODE message` without a line.
+    pub fn gcc_lines(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .map(|p| {
+                let what = if p.pointer.is_empty() {
+                    p.message.clone()
+                } else {
+                    format!("{}: {}", p.pointer, p.message)
+                };
+                match (p.line, p.column) {
+                    (Some(l), Some(c)) => {
+                        format!("{}:{}:{}: error: {} {}", self.file, l, c, self.code, what)
+                    }
+                    (Some(l), None) => {
+                        format!("{}:{}: error: {} {}", self.file, l, self.code, what)
+                    }
+                    _ => format!("{}: error: {} {}", self.file, self.code, what),
+                }
+            })
+            .collect()
+    }
+
     /// A one-line summary: the first problem, plus how many more.
     pub fn summary(&self) -> String {
         let first = self

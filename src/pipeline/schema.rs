@@ -1005,9 +1005,18 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         }
         _ => {}
     }
+    // A file that exists but cannot be read is an I/O problem (`E_IO`), not
+    // a bad schema; a `$ref` to a file that does not exist is a bad schema.
+    let io_code = |e: &std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Code::SchemaInvalid
+        } else {
+            Code::Io
+        }
+    };
     let canonical_dir = std::fs::canonicalize(schema_dir).map_err(|e| {
         Rejection::bare(
-            Code::SchemaInvalid,
+            io_code(&e),
             root_label.clone(),
             format!("schema directory: {}", document::io_reason(&e)),
         )
@@ -1023,12 +1032,13 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         let blame = referrer.as_deref().map(|r| label(schema_dir, r));
         let path = schema_dir.join(&rel);
         let canonical = std::fs::canonicalize(&path).map_err(|e| {
-            let at = blame.clone().unwrap_or_else(|| file_label.clone());
-            Rejection::bare(
-                Code::SchemaInvalid,
-                at,
-                format!("{file_label}: {}", document::io_reason(&e)),
-            )
+            let reason = document::io_reason(&e);
+            match &blame {
+                // Blamed on the referrer: name the file that failed.
+                Some(at) => Rejection::bare(io_code(&e), at, format!("{file_label}: {reason}")),
+                // The rejection's file is this one: name it once.
+                None => Rejection::bare(io_code(&e), file_label.clone(), reason),
+            }
         })?;
         if !canonical.starts_with(&canonical_dir) {
             let at = blame.clone().unwrap_or_else(|| file_label.clone());
@@ -1043,7 +1053,9 @@ fn read_closure(schema_dir: &Path, root: &str, name: &str) -> Result<Vec<Closure
         let stamp = Stamp::of(&path);
         let bytes = document::read_capped(&canonical, document::DEFAULT_MAX_FILE_SIZE, &file_label)
             .map_err(|mut r| {
-                r.code = Code::SchemaInvalid;
+                if r.code != Code::Io {
+                    r.code = Code::SchemaInvalid;
+                }
                 r
             })?;
         let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -1153,9 +1165,10 @@ fn compile(
             } else {
                 schema_error_message(&pointer, e.instance(), &e.to_string())
             };
+            let at_fault = at_fault(&resources, root, &pointer, e.instance());
             Rejection::new(
                 Code::SchemaInvalid,
-                root_label.clone(),
+                label(schema_dir, at_fault),
                 Problem {
                     pointer,
                     line: None,
@@ -1175,6 +1188,27 @@ fn compile(
         root: root.to_string(),
         has_secrets,
     })
+}
+
+/// The closure file a compile error at `pointer` (showing `instance`) is
+/// in: the compiler reports a pointer into the file where it met the bad
+/// keyword (a `$ref`'d one too) but not the file, so it is the file whose
+/// value at that pointer is what the error shows — the root when it
+/// matches there, else the first other file that does.
+fn at_fault<'a>(
+    resources: &'a BTreeMap<String, Value>,
+    root: &'a str,
+    pointer: &str,
+    instance: &Value,
+) -> &'a str {
+    let holds = |v: &Value| v.pointer(pointer) == Some(instance);
+    if resources.get(root).is_some_and(holds) {
+        return root;
+    }
+    resources
+        .iter()
+        .find(|(rel, v)| rel.as_str() != root && holds(v))
+        .map_or(root, |(rel, _)| rel.as_str())
 }
 
 /// Validates each closure file against the meta-schema of its draft (its own
@@ -1408,5 +1442,37 @@ mod tests {
             s.redact(&v),
             json!({"db": {"password": "<redacted>", "user": "u"}, "tokens": ["<redacted>", "<redacted>"]})
         );
+    }
+
+    #[test]
+    fn a_compile_error_in_a_referenced_file_is_blamed_on_that_file() {
+        for (what, bad) in [
+            ("format", json!({"type": "string", "format": "datetime"})),
+            ("pattern", json!({"type": "string", "pattern": "(unclosed"})),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            write(
+                dir.path(),
+                "common.schema.json",
+                &json!({"$defs": {"ok": {"type": "integer"}, "bad": bad}}),
+            );
+            write(
+                dir.path(),
+                "a.schema.json",
+                &json!({"type": "object", "properties": {
+                    "n": {"$ref": "common.schema.json#/$defs/ok"},
+                    "when": {"$ref": "common.schema.json#/$defs/bad"}
+                }}),
+            );
+            let err = SchemaCache::new().load(dir.path(), "a").unwrap_err();
+            assert_eq!(err.code, Code::SchemaInvalid, "{what}: {err:?}");
+            assert!(
+                err.file.ends_with("common.schema.json"),
+                "{what}: blamed on {} ({err:?})",
+                err.file
+            );
+            let pointer = &err.problems[0].pointer;
+            assert!(pointer.starts_with("/$defs/bad"), "{what}: {pointer}");
+        }
     }
 }

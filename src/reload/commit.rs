@@ -31,6 +31,12 @@ pub(super) struct Context<'a> {
     pub(super) current: &'a Arc<Snapshot>,
     /// The documents read and judged.
     pub(super) judged: &'a [Judged],
+    /// Explicit reloads: documents still being written when it began,
+    /// waited for, then read complete.
+    pub(super) waited: Vec<String>,
+    /// Explicit reloads: documents still being written after waiting up
+    /// to `--debounce`; left as they were, for the follow-up reload.
+    pub(super) deferred: Vec<String>,
 }
 
 impl Reloader {
@@ -42,6 +48,7 @@ impl Reloader {
             started,
             current,
             judged,
+            ..
         } = *cx;
         if let Some(at) = plan.follow_up {
             self.queue.follow_up(at);
@@ -62,6 +69,8 @@ impl Reloader {
                 rejected: Vec::new(),
                 removed: Vec::new(),
                 generation: current.generation,
+                waited: cx.waited.clone(),
+                deferred: cx.deferred.clone(),
             };
         }
         if !plan.announced {
@@ -110,7 +119,8 @@ impl Reloader {
         // Part of the reload: done before anyone is told it finished.
         let refused_startup =
             trigger == Trigger::Startup && plan.documents.values().any(|d| d.state != DocState::Ok);
-        if !refused_startup || self.persister.as_ref().is_some_and(Persister::restored) {
+        let refused = refused_startup && !self.persister.as_ref().is_some_and(Persister::restored);
+        if !refused {
             self.persist(&snapshot);
         }
 
@@ -122,6 +132,8 @@ impl Reloader {
             rejected: plan.rejected,
             removed: plan.removed,
             generation: snapshot.generation,
+            waited: cx.waited.clone(),
+            deferred: cx.deferred.clone(),
         };
         let status = {
             let mut s = Status::clone(&self.writer.current().status);
@@ -143,11 +155,15 @@ impl Reloader {
         // The snapshot and its status in one swap; waiters are woken only
         // after the publish is logged.
         let status = self.writer.publish(snapshot.clone(), status);
-        if publish {
+        // A refused startup is never served: saying "published" before the
+        // daemon's "not starting" would be a lie in the log.
+        if publish && !refused {
             let generation = snapshot.generation;
             for name in &outcome.accepted {
                 if let Some(doc) = snapshot.get(name) {
-                    logging::document_accepted(name, &doc.source, generation, &doc.sha256);
+                    // The redacted hash (the source hash without secrets):
+                    // logs reach more readers than the socket's trusted peers.
+                    logging::document_accepted(name, &doc.source, generation, &doc.redacted_sha256);
                 }
             }
             for name in &outcome.removed {
@@ -158,6 +174,8 @@ impl Reloader {
                 logging::document_removed(name, &source);
             }
             logging::snapshot_published(generation, &outcome.accepted, &outcome.removed);
+        }
+        if publish {
             // Typed handles first: whoever the wake reaches reads the new value.
             crate::store::handle::fill(self.config.types.sinks(), &snapshot);
             self.writer.wake();

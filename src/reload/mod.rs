@@ -72,6 +72,9 @@ pub struct ReloadConfig {
     /// Files still being written; implicit reloads skip them. Share it with
     /// the watcher.
     pub unsettled: Arc<Unsettled>,
+    /// Startup findings about unsafe directories (`daemon::strict`): put
+    /// into the status (`warnings`) once, when the reloader starts.
+    pub warnings: Vec<String>,
 }
 
 impl ReloadConfig {
@@ -85,6 +88,7 @@ impl ReloadConfig {
             all_or_nothing: false,
             debounce: Duration::from_millis(100),
             unsettled: Arc::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -262,6 +266,11 @@ impl Reloader {
                 "this store already has a writer (a reloader)",
             )
         })?;
+        if !config.warnings.is_empty() {
+            // A status-only fact, before any reload: no generation moves.
+            let warnings = config.warnings.clone();
+            writer.update_status(|s| s.warnings = warnings);
+        }
         let queue = Arc::new(Queue::default());
         let (stopped_tx, stopped_rx) = watch::channel(false);
         let mut reloader = Reloader {
@@ -335,8 +344,18 @@ impl Reloader {
             limits: &self.config.limits,
             unsettled: &self.config.unsettled,
             trust_schema_stat: trigger == Trigger::Watch,
+            debounce: self.config.debounce,
         };
         let found = scan::scan(&sources, &mut self.schemas, explicit);
+        // Explicit reloads only: what they waited for, what they left out.
+        let waited = found.waited.clone();
+        let deferred: Vec<String> = if explicit {
+            let mut d: Vec<String> = found.skipped.iter().cloned().collect();
+            d.sort();
+            d
+        } else {
+            Vec::new()
+        };
 
         let types = &self.config.types;
         let triaged: Vec<_> = found
@@ -389,6 +408,8 @@ impl Reloader {
             started,
             current: &current,
             judged: &judged,
+            waited,
+            deferred,
         };
         self.commit(&cx, plan)
     }

@@ -1,8 +1,11 @@
 //! Reload step 1, *scan*: what is on disk. Lists the config directory,
 //! loads each listed document's schema (through the reloader's
 //! [`SchemaCache`]) and reads its bytes, hashing both; reads the whole set
-//! again if a file was replaced in the middle; and, for implicit reloads,
-//! leaves out files the watcher knows are still being written.
+//! again if a file was replaced in the middle; and leaves out files the
+//! watcher knows are still being written — after waiting for them, up to
+//! `--debounce`, when the reload is explicit (an operator's SIGHUP or
+//! `hotconf reload` must not publish a file a writer is still producing,
+//! SPEC §2).
 //!
 //! It judges nothing (that is [`super::judge`]) and decides nothing about
 //! what is served (that is [`super::plan`]).
@@ -70,12 +73,14 @@ pub(super) struct Sources<'a> {
     pub(super) schema_dir: &'a Path,
     /// Limits applied to every document read.
     pub(super) limits: &'a Limits,
-    /// Files still being written (skipped by implicit scans).
+    /// Files still being written (skipped; explicit scans wait first).
     pub(super) unsettled: &'a Unsettled,
     /// Whether a schema closure whose files all `stat` as when last read
     /// may be reused unread (watch reloads; the poll and explicit reloads
     /// re-read and hash everything).
     pub(super) trust_schema_stat: bool,
+    /// How long an explicit scan waits for files still being written.
+    pub(super) debounce: Duration,
 }
 
 /// What one scan found.
@@ -97,6 +102,9 @@ pub(super) struct Scan {
     pub(super) skipped: HashSet<String>,
     /// Listed documents deleted between listing and reading.
     pub(super) vanished: Vec<String>,
+    /// Explicit scans: documents found still being written that settled
+    /// while the scan waited, and were then read complete.
+    pub(super) waited: Vec<String>,
 }
 
 /// Reads one listed document and its schema.
@@ -114,7 +122,7 @@ fn read_one(sources: &Sources<'_>, schemas: &mut SchemaCache, name: &str, path: 
         }
         r
     });
-    let bytes = document::read_capped(path, sources.limits.max_file_size, &label);
+    let bytes = pipeline::read_document(path, sources.limits, &label);
     let key = Key {
         doc: match &bytes {
             Ok(b) => Ok(document::sha256_hex(b)),
@@ -134,16 +142,42 @@ fn read_one(sources: &Sources<'_>, schemas: &mut SchemaCache, name: &str, path: 
     }
 }
 
-/// Lists and reads the document set. `explicit` scans read every listed
-/// file; implicit ones skip unsettled files, with the watcher's barrier.
+/// Lists and reads the document set, leaving out files still being
+/// written (with the watcher's barrier). An explicit scan first waits, up
+/// to `--debounce`, for such files to settle and reads the set again; what
+/// is still being written then is left out (`skipped`): the watcher's
+/// signal when it settles brings the follow-up reload.
 pub(super) fn scan(sources: &Sources<'_>, schemas: &mut SchemaCache, explicit: bool) -> Scan {
-    // Implicit reloads skip files still being written; the barrier that
-    // makes that exact starts before the listing opens the directory.
-    let ticket = if explicit {
-        None
-    } else {
-        sources.unsettled.ticket(sources.config_dir)
-    };
+    if !explicit {
+        return scan_once(sources, schemas, false);
+    }
+    let deadline = std::time::Instant::now() + sources.debounce;
+    let mut waited: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let mut found = scan_once(sources, schemas, true);
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        if found.skipped.is_empty() || remaining.is_zero() {
+            found.waited = waited
+                .into_iter()
+                .filter(|n| !found.skipped.contains(n))
+                .collect();
+            return found;
+        }
+        let paths: Vec<PathBuf> = found
+            .skipped
+            .iter()
+            .filter_map(|n| found.listing.get(n).cloned())
+            .collect();
+        waited.extend(found.skipped.iter().cloned());
+        sources.unsettled.wait_settled(&paths, remaining);
+    }
+}
+
+/// One pass of [`scan`]: list, read, leave out unsettled files.
+fn scan_once(sources: &Sources<'_>, schemas: &mut SchemaCache, explicit: bool) -> Scan {
+    // Files still being written are left out; the barrier that makes that
+    // exact starts before the listing opens the directory.
+    let ticket = sources.unsettled.ticket(sources.config_dir);
     let (listing, authoritative, listing_ok) = match pipeline::list_documents(sources.config_dir) {
         Ok(listing) => (listing, explicit, true),
         Err(e) => {
@@ -165,7 +199,7 @@ pub(super) fn scan(sources: &Sources<'_>, schemas: &mut SchemaCache, explicit: b
         let before = identities(&listing, sources.schema_dir);
         let mut scan = Scan::default();
         for (name, path) in &listing {
-            if !explicit && sources.unsettled.contains(path) {
+            if sources.unsettled.contains(path) {
                 scan.skipped.insert(name.clone());
                 continue;
             }

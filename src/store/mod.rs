@@ -54,6 +54,9 @@ pub struct Store {
     instance: String,
     /// When this store (the daemon) started.
     started_at: SystemTime,
+    /// When the store was created, on the monotonic clock: uptime never
+    /// goes negative or jumps when the wall clock is set.
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,6 +117,7 @@ impl Store {
             writer_taken: AtomicBool::new(false),
             instance,
             started_at: SystemTime::now(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -158,6 +162,11 @@ impl Store {
     /// When the daemon started.
     pub fn started_at(&self) -> SystemTime {
         self.started_at
+    }
+
+    /// How long the store has existed, on the monotonic clock.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The write side of this store, the first time it is asked for;

@@ -30,6 +30,15 @@ impl Trigger {
         matches!(self, Trigger::Startup | Trigger::Signal | Trigger::Api)
     }
 
+    /// The name in logs: as [`Trigger::as_str`], except that the poll is
+    /// `poll`, so an operator can tell what found a change.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Trigger::Poll => "poll",
+            other => other.as_str(),
+        }
+    }
+
     /// The name used in status and metrics (`startup|watch|signal|api`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +112,13 @@ pub struct ReloadOutcome {
     pub removed: Vec<String>,
     /// The snapshot generation after this reload.
     pub generation: u64,
+    /// Explicit reloads: documents a writer was still producing when the
+    /// reload began; it waited for them to settle and read them complete.
+    pub waited: Vec<String>,
+    /// Explicit reloads: documents still being written after waiting up to
+    /// `--debounce`; not read (their served version stays) — the reload the
+    /// watcher asks for once they settle reads them.
+    pub deferred: Vec<String>,
 }
 
 /// Monotonic counters.
@@ -131,6 +147,9 @@ pub struct Status {
     /// The state directory (`--state-dir`), if there is one: what was
     /// restored from it and whether the last persist worked.
     pub persist: Option<PersistStatus>,
+    /// Found at startup: config or schema directories other users may
+    /// write to (see `daemon::strict`). Shown in `/v1/status` `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// What the state directory (`--state-dir`) holds and whether writing it

@@ -744,9 +744,7 @@ impl WatchThread {
                     self.notify = Some(w);
                     self.notify_error = None;
                 }
-                Err(e) => {
-                    self.notify_error = Some(format!("cannot create an inotify instance: {e}"))
-                }
+                Err(e) => self.notify_error = Some(instance_error(&e)),
             }
         }
         for i in 0..self.dirs.len() {
@@ -1062,6 +1060,35 @@ impl Drop for WatchThread {
                 core.unsettled.set_watched(&d.given, false);
             }
         }
+    }
+}
+
+/// Whether this process has (nearly) all the descriptors `RLIMIT_NOFILE`
+/// allows open; false when either cannot be read.
+fn near_nofile_limit() -> bool {
+    let Some(soft) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current else {
+        return false;
+    };
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    u64::try_from(open).unwrap_or(u64::MAX).saturating_add(8) >= soft
+}
+
+/// Why no inotify instance could be created, naming the limit to raise:
+/// `EMFILE` from `inotify_init1` means the per-user instance limit
+/// (`fs.inotify.max_user_instances`) unless the process really is out of
+/// descriptors, which the OS's own wording ("Too many open files") would
+/// wrongly suggest every time.
+fn instance_error(e: &notify::Error) -> String {
+    let emfile = matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()));
+    if !emfile {
+        return format!("cannot create an inotify instance: {e}");
+    }
+    if near_nofile_limit() {
+        "cannot create an inotify instance: out of file descriptors (RLIMIT_NOFILE)".to_string()
+    } else {
+        "cannot create an inotify instance: per-user instance limit reached (fs.inotify.max_user_instances)".to_string()
     }
 }
 

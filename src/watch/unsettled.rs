@@ -12,7 +12,9 @@ use std::time::Duration;
 /// Paths a writer is still producing (a bare modification without a close,
 /// inside its debounce window). The watcher inserts and removes them; an
 /// implicit reload (watch, poll) skips them so a half-written file is never
-/// read; an explicit reload reads everything.
+/// read; an explicit reload waits for them to settle
+/// ([`Unsettled::wait_settled`], up to the debounce) and skips those that
+/// do not.
 ///
 /// It is also the barrier that makes that check exact. Events reach the
 /// watcher a little after the write that caused them, so an implicit reload
@@ -32,6 +34,8 @@ pub struct Unsettled {
     opens: Mutex<HashMap<PathBuf, u64>>,
     /// Wakes [`Unsettled::catch_up`] when `opens` moves.
     opened: Condvar,
+    /// Wakes [`Unsettled::wait_settled`] when a path leaves `paths`.
+    settled: Condvar,
 }
 
 impl Unsettled {
@@ -46,6 +50,22 @@ impl Unsettled {
     pub fn remove(&self, path: &Path) {
         if let Ok(mut set) = self.paths.lock() {
             set.remove(path);
+        }
+        self.settled.notify_all();
+    }
+
+    /// Reloader (explicit reloads): waits until none of `paths` is being
+    /// written any more, up to `timeout`. Returns those still being written.
+    pub fn wait_settled(&self, paths: &[PathBuf], timeout: Duration) -> Vec<PathBuf> {
+        let Ok(guard) = self.paths.lock() else {
+            return Vec::new();
+        };
+        let waited = self
+            .settled
+            .wait_timeout_while(guard, timeout, |set| paths.iter().any(|p| set.contains(p)));
+        match waited {
+            Ok((set, _)) => paths.iter().filter(|p| set.contains(*p)).cloned().collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -64,6 +84,7 @@ impl Unsettled {
             }
         }
         self.opened.notify_all();
+        self.settled.notify_all();
     }
 
     /// Watcher: it has processed an open of `dir` itself, and every event
