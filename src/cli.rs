@@ -161,11 +161,12 @@ pub struct RunArgs {
     /// Let the daemon be core-dumped and ptrace-attached by its own uid
     /// (by default it marks itself non-dumpable: a dump would hold every
     /// secret it serves).
-    #[arg(long, env = "HOTCONF_ALLOW_CORE_DUMPS")]
+    #[arg(long, env = "HOTCONF_ALLOW_CORE_DUMPS", value_parser = BoolishValueParser::new())]
     pub allow_core_dumps: bool,
     /// Serve documents that are symlinks to files owned by a uid other than
-    /// root and the daemon's (refused by default: see README "Security").
-    #[arg(long, env = "HOTCONF_ALLOW_FOREIGN_SYMLINKS")]
+    /// root and the daemon's (refused unless this is given; README
+    /// "Security" says why).
+    #[arg(long, env = "HOTCONF_ALLOW_FOREIGN_SYMLINKS", value_parser = BoolishValueParser::new())]
     pub allow_foreign_symlinks: bool,
     /// Outputs file: files rendered from the documents, checked, then
     /// applied (see README "Feeding programs that read files").

@@ -28,8 +28,9 @@ use crate::watch::Unsettled;
 const MAX_SCANS: u32 = 5;
 
 /// How long an implicit reload waits for the watcher to catch up with the
-/// events before its reads ended (normally tens of microseconds).
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
+/// events before its reads ended (normally tens of microseconds); past it
+/// the reads are set aside, never trusted.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a verdict depends on: the document's bytes and its schema closure
 /// (or why either could not be had).
@@ -234,6 +235,21 @@ fn scan_once(sources: &Sources<'_>, schemas: &mut SchemaCache, explicit: bool) -
                 skipped.insert(name.clone());
                 false
             });
+        } else if unsettled.ticket(sources.config_dir).is_some() {
+            // Still watched, but the watcher did not catch up in time (a
+            // starved thread on a loaded machine): nothing read can be shown
+            // complete, so nothing read is trusted. The watcher's signals
+            // for the events it has yet to process, or the poll, bring the
+            // follow-up reload.
+            tracing::warn!(
+                event = "barrier_timeout",
+                dir = %sources.config_dir.display(),
+                "the file watcher is behind; this reload's reads are set aside"
+            );
+            let skipped = &mut scan.skipped;
+            for (name, _) in scan.read.drain(..) {
+                skipped.insert(name);
+            }
         }
     }
     scan.listing = listing;
