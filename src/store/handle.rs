@@ -247,6 +247,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         reason = "use before start is a programming error, documented"
     )]
     pub fn load(&self) -> Guard<T> {
+        // ok: panics only when the program reads before `start()` succeeded (a
+        // programming error, documented); never on file, socket or clock input.
         Guard(self.swap().expect(NOT_STARTED).load())
     }
 
@@ -261,6 +263,8 @@ impl<T: Send + Sync + 'static> Handle<T> {
         reason = "use before start is a programming error, documented"
     )]
     pub fn load_full(&self) -> Arc<T> {
+        // ok: panics only when the program reads before `start()` succeeded (a
+        // programming error, documented); never on file, socket or clock input.
         self.swap().expect(NOT_STARTED).load_full()
     }
 
@@ -286,6 +290,7 @@ impl<T: Send + Sync + 'static> Handle<T> {
     )]
     pub fn reader(&self) -> Reader<T> {
         Reader {
+            // ok: as in `load`: only a read before `start()` succeeded panics.
             cache: Cache::new(self.swap().expect(NOT_STARTED).clone()),
         }
     }
