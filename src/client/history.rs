@@ -133,25 +133,13 @@ pub fn render_history(body: &Value) -> String {
             }
         ));
         let empty = serde_json::Map::new();
-        let docs = e
-            .get("documents")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
+        let docs = documents(e).unwrap_or(&empty);
         let width = docs.keys().map(|k| k.chars().count()).max().unwrap_or(0);
         for (name, d) in docs {
             let result = d.get("result").and_then(Value::as_str).unwrap_or("?");
             match result {
                 "accepted" => {
-                    let changes = d
-                        .get("changes")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    let schema = if d.get("schema_changed").and_then(Value::as_bool) == Some(true) {
-                        "  (schema changed)"
-                    } else {
-                        ""
-                    };
+                    let (changes, schema) = accepted_parts(d);
                     out.push_str(&format!(
                         "    {name:width$}  accepted  {}  {} -> {}{schema}\n",
                         stat(&changes),
@@ -299,6 +287,26 @@ fn run_plan(conn: Connection, body: Bytes) -> std::io::Result<Result<Value, Clie
     }))
 }
 
+/// The `documents` object of a history entry or a plan, by name.
+fn documents(v: &Value) -> Option<&serde_json::Map<String, Value>> {
+    v.get("documents").and_then(Value::as_object)
+}
+
+/// An accepted document's changed pointers and its "(schema changed)" note.
+fn accepted_parts(d: &Value) -> (Vec<Value>, &'static str) {
+    let changes = d
+        .get("changes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let schema = if d.get("schema_changed").and_then(Value::as_bool) == Some(true) {
+        "  (schema changed)"
+    } else {
+        ""
+    };
+    (changes, schema)
+}
+
 /// The human form of `POST /v1/plan`.
 pub fn render_plan(body: &Value) -> String {
     let mut out = format!(
@@ -306,25 +314,13 @@ pub fn render_plan(body: &Value) -> String {
         body.get("generation").and_then(Value::as_u64).unwrap_or(0)
     );
     let empty = serde_json::Map::new();
-    let docs = body
-        .get("documents")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let docs = documents(body).unwrap_or(&empty);
     let width = docs.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     for (name, d) in docs {
         let result = d.get("result").and_then(Value::as_str).unwrap_or("?");
         match result {
             "accepted" => {
-                let changes = d
-                    .get("changes")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let schema = if d.get("schema_changed").and_then(Value::as_bool) == Some(true) {
-                    "  (schema changed)"
-                } else {
-                    ""
-                };
+                let (changes, schema) = accepted_parts(d);
                 out.push_str(&format!(
                     "    {name:width$}  accepted   {}{schema}\n",
                     stat(&changes)
